@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+from django.contrib.auth import get_user_model
+from django.utils.translation import gettext as _
+from rest_framework import serializers
+
+from communities.models import Community, Membership
+from communities.selectors import communities_visible_to
+from contacts.api.serializers import VisibleContactField
+
+User = get_user_model()
+
+
+class VisibleCommunityField(serializers.PrimaryKeyRelatedField):
+    def get_queryset(self):
+        return communities_visible_to(self.context["request"].user)
+
+
+class CommunitySerializer(serializers.ModelSerializer):
+    member_count = serializers.IntegerField(read_only=True)
+    owner = serializers.PrimaryKeyRelatedField(queryset=User.objects.filter(is_active=True), required=False, allow_null=True)
+    admins = serializers.PrimaryKeyRelatedField(queryset=User.objects.filter(is_active=True), many=True, required=False)
+
+    class Meta:
+        model = Community
+        fields = [
+            "id", "name", "kind", "platform", "owner", "admins", "capacity", "rules", "status",
+            "external_chat_id", "member_count", "created_at",
+        ]
+        read_only_fields = ["created_at"]
+
+    def validate_owner(self, owner):
+        user = self.context["request"].user
+        if owner is not None and owner != user and not user.has_perm("communities.view_all_communities"):
+            raise serializers.ValidationError(_("You can only create communities that you run."))
+        return owner
+
+
+class MembershipSerializer(serializers.ModelSerializer):
+    community = VisibleCommunityField()
+    contact = VisibleContactField()
+    invited_by = VisibleContactField(required=False, allow_null=True)
+    is_active = serializers.BooleanField(read_only=True)
+
+    class Meta:
+        model = Membership
+        fields = ["id", "community", "contact", "role", "joined_at", "left_at", "join_source", "invited_by", "is_active"]
+        read_only_fields = ["left_at"]
+        extra_kwargs = {"joined_at": {"required": False}}
+        validators = []
+
+
+class LeaveSerializer(serializers.Serializer):
+    left_at = serializers.DateTimeField(required=False)

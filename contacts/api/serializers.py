@@ -1,0 +1,296 @@
+"""Serializers: shapes of the API's input and output. Validation of business rules lives in the
+services and model constraints; these only check shapes and resolve ids the user may see."""
+
+from __future__ import annotations
+
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.utils.translation import gettext as _
+from rest_framework import serializers
+
+from contacts.models import Channel, ChannelSpend, Contact, ImportJob, Product, Purchase, PurchaseItem, Tag, TagGroup, Touchpoint
+from contacts.phones import normalize_phone
+from contacts.selectors import contacts_visible_to
+
+User = get_user_model()
+
+
+class VisibleContactField(serializers.PrimaryKeyRelatedField):
+    """A contact id the requesting user may see; any other id reads as "does not exist"."""
+
+    def get_queryset(self):
+        return contacts_visible_to(self.context["request"].user)
+
+
+class UserSummarySerializer(serializers.ModelSerializer):
+    name = serializers.SerializerMethodField()
+
+    class Meta:
+        model = User
+        fields = ["id", "username", "name"]
+
+    def get_name(self, user) -> str:
+        return user.get_full_name() or user.username
+
+
+class TagGroupSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = TagGroup
+        fields = ["id", "name", "description", "exclusive", "sort_order"]
+
+
+class TagSerializer(serializers.ModelSerializer):
+    group_name = serializers.CharField(source="group.name", read_only=True)
+
+    class Meta:
+        model = Tag
+        fields = ["id", "group", "group_name", "name", "color"]
+
+
+class TagSummarySerializer(serializers.ModelSerializer):
+    group = serializers.CharField(source="group.name", read_only=True)
+
+    class Meta:
+        model = Tag
+        fields = ["id", "group", "name", "color"]
+
+
+class ChannelSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Channel
+        fields = ["id", "name", "kind", "description", "is_active", "created_at"]
+
+
+class ChannelSpendSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ChannelSpend
+        fields = ["id", "channel", "start_date", "end_date", "amount", "note", "created_at"]
+
+    def validate(self, attrs):
+        start, end = attrs.get("start_date"), attrs.get("end_date")
+        if start and end and end < start:
+            raise serializers.ValidationError({"end_date": _("The end date is before the start date.")})
+        return attrs
+
+
+class ProductSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Product
+        fields = ["id", "sku", "name", "price", "repurchase_cycle_days", "is_active"]
+
+
+class ContactSerializer(serializers.ModelSerializer):
+    """A contact as the API shows it; writes accept the editable fields plus ``tag_ids``."""
+
+    phone = serializers.CharField(required=False, allow_blank=True, allow_null=True, max_length=32)
+    tags = TagSummarySerializer(many=True, read_only=True)
+    tag_ids = serializers.PrimaryKeyRelatedField(
+        queryset=Tag.objects.select_related("group"), many=True, write_only=True, required=False
+    )
+    owner = serializers.PrimaryKeyRelatedField(
+        queryset=User.objects.filter(is_active=True), required=False, allow_null=True
+    )
+    referred_by = VisibleContactField(required=False, allow_null=True)
+    marketing_consent = serializers.BooleanField(required=False)
+    consent_source = serializers.CharField(required=False, allow_blank=True, max_length=64)
+    acquired_at = serializers.DateTimeField(required=False)
+
+    class Meta:
+        model = Contact
+        fields = [
+            "id",
+            "name",
+            "phone",
+            "email",
+            "external_id",
+            "wecom_external_userid",
+            "wechat_unionid",
+            "gender",
+            "birthday",
+            "region",
+            "city",
+            "occupation",
+            "channel",
+            "acquired_at",
+            "owner",
+            "intent_level",
+            "stage",
+            "referred_by",
+            "attributes",
+            "marketing_consent",
+            "consent_at",
+            "consent_source",
+            "opted_out_at",
+            "erased_at",
+            "tags",
+            "tag_ids",
+            "first_purchase_at",
+            "last_purchase_at",
+            "purchase_count",
+            "total_spent",
+            "last_interaction_at",
+            "referral_count",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = [
+            "stage",
+            "consent_at",
+            "opted_out_at",
+            "erased_at",
+            "first_purchase_at",
+            "last_purchase_at",
+            "purchase_count",
+            "total_spent",
+            "last_interaction_at",
+            "referral_count",
+            "created_at",
+            "updated_at",
+        ]
+        # Uniqueness is checked by the service against the normalised values.
+        validators = []
+        extra_kwargs = {
+            "external_id": {"validators": []},
+            "wecom_external_userid": {"validators": []},
+            "wechat_unionid": {"validators": []},
+        }
+
+    def validate_phone(self, value):
+        if not value:
+            return None
+        try:
+            return normalize_phone(value)
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(exc.messages) from exc
+
+    def validate_owner(self, owner):
+        user = self.context["request"].user
+        if owner is not None and owner != user and not user.has_perm("contacts.view_all_contacts"):
+            raise serializers.ValidationError(_("You can only assign contacts to yourself."))
+        return owner
+
+
+class ContactUpdateSerializer(ContactSerializer):
+    class Meta(ContactSerializer.Meta):
+        read_only_fields = [*ContactSerializer.Meta.read_only_fields, "marketing_consent", "consent_source"]
+
+
+class BulkTagSerializer(serializers.Serializer):
+    contact_ids = serializers.ListField(child=serializers.IntegerField(), min_length=1, max_length=100000)
+    tag_ids = serializers.PrimaryKeyRelatedField(queryset=Tag.objects.select_related("group"), many=True, allow_empty=False)
+
+    def validate_contact_ids(self, ids):
+        ids = sorted(set(ids))
+        visible = set(contacts_visible_to(self.context["request"].user).filter(pk__in=ids).values_list("pk", flat=True))
+        missing = [i for i in ids if i not in visible]
+        if missing:
+            shown = ", ".join(str(i) for i in missing[:20])
+            raise serializers.ValidationError(_("Unknown contact id(s): %(ids)s.") % {"ids": shown})
+        return ids
+
+
+class MergeSerializer(serializers.Serializer):
+    duplicate = VisibleContactField()
+
+
+class ReassignSerializer(serializers.Serializer):
+    contact_ids = serializers.ListField(child=serializers.IntegerField(), min_length=1, max_length=100000)
+    owner = serializers.PrimaryKeyRelatedField(queryset=User.objects.filter(is_active=True))
+
+
+class HandoverSerializer(serializers.Serializer):
+    from_user = serializers.PrimaryKeyRelatedField(queryset=User.objects.all())
+    to_user = serializers.PrimaryKeyRelatedField(queryset=User.objects.filter(is_active=True))
+    include_communities = serializers.BooleanField(default=True)
+
+
+class ConsentSerializer(serializers.Serializer):
+    source = serializers.CharField(max_length=64)
+
+
+class PurchaseItemSerializer(serializers.ModelSerializer):
+    product = serializers.SlugRelatedField(slug_field="sku", queryset=Product.objects.all())
+    unit_price = serializers.DecimalField(max_digits=12, decimal_places=2, required=False, min_value=0)
+    quantity = serializers.IntegerField(min_value=1, default=1)
+
+    class Meta:
+        model = PurchaseItem
+        fields = ["product", "quantity", "unit_price"]
+
+
+class PurchaseSerializer(serializers.ModelSerializer):
+    """An order. On create, name the contact by ``contact`` (id) or ``contact_external_id``; items name
+    products by SKU."""
+
+    contact = VisibleContactField(required=False)
+    contact_external_id = serializers.CharField(write_only=True, required=False)
+    items = PurchaseItemSerializer(many=True, required=False)
+    amount = serializers.DecimalField(max_digits=12, decimal_places=2, min_value=0)
+
+    class Meta:
+        model = Purchase
+        fields = [
+            "id",
+            "contact",
+            "contact_external_id",
+            "external_order_id",
+            "purchased_at",
+            "amount",
+            "status",
+            "refunded_at",
+            "source",
+            "items",
+            "created_at",
+        ]
+        read_only_fields = ["created_at"]
+        validators = []
+        extra_kwargs = {"external_order_id": {"validators": []}}
+
+    def validate(self, attrs):
+        external_id = attrs.pop("contact_external_id", None)
+        if external_id and not attrs.get("contact"):
+            contact = contacts_visible_to(self.context["request"].user).filter(external_id=external_id).first()
+            if contact is None:
+                raise serializers.ValidationError({"contact_external_id": _("No contact has this external ID.")})
+            attrs["contact"] = contact
+        if not attrs.get("contact"):
+            raise serializers.ValidationError({"contact": _("Name the contact by contact or contact_external_id.")})
+        return attrs
+
+
+class RefundSerializer(serializers.Serializer):
+    refunded_at = serializers.DateTimeField(required=False)
+
+
+class TouchpointSerializer(serializers.ModelSerializer):
+    contact = VisibleContactField()
+
+    class Meta:
+        model = Touchpoint
+        fields = ["id", "contact", "medium", "kind", "occurred_at", "staff", "community", "metadata"]
+        extra_kwargs = {"occurred_at": {"required": False}, "staff": {"read_only": True}}
+
+
+class ImportJobSerializer(serializers.ModelSerializer):
+    progress_percent = serializers.IntegerField(read_only=True)
+
+    class Meta:
+        model = ImportJob
+        fields = [
+            "id",
+            "kind",
+            "status",
+            "filename",
+            "total_rows",
+            "processed_rows",
+            "progress_percent",
+            "created_count",
+            "updated_count",
+            "unchanged_count",
+            "error_count",
+            "errors",
+            "message",
+            "created_at",
+            "finished_at",
+        ]
+        read_only_fields = fields

@@ -1,0 +1,283 @@
+"""REST API for contacts and their reference data. CRUD viewsets declare their queryset, serializer and
+filters; actions validate input with a serializer, call one service and serialise the result."""
+
+from __future__ import annotations
+
+from django.contrib.auth import get_user_model
+from django.http import StreamingHttpResponse
+from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.response import Response
+
+from contacts import selectors, services
+from contacts.filtersets import ContactFilterSet, PurchaseFilterSet, TouchpointFilterSet
+from contacts.models import Channel, ChannelSpend, Contact, ImportJob, Product, Tag, TagGroup
+
+from . import serializers as s
+
+User = get_user_model()
+
+
+class ContactViewSet(
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, mixins.UpdateModelMixin, viewsets.GenericViewSet
+):
+    """Contacts the caller may see (operators: the ones they own). Contacts are never deleted through the
+    API: use ``erase`` (personal data removal) or ``merge``."""
+
+    serializer_class = s.ContactSerializer
+    filterset_class = ContactFilterSet
+    ordering_fields = ["acquired_at", "last_purchase_at", "total_spent", "purchase_count", "name", "id"]
+    action_permissions = {
+        "bulk_tag": ["contacts.change_contact"],
+        "bulk_untag": ["contacts.change_contact"],
+        "merge": ["contacts.merge_contacts"],
+        "reassign": ["contacts.handover_contacts"],
+        "handover": ["contacts.handover_contacts"],
+        "consent": ["contacts.change_contact"],
+        "opt_out": ["contacts.change_contact"],
+        "erase": ["contacts.erase_contact"],
+        "export": ["contacts.export_contacts"],
+        "import_csv": ["contacts.import_contacts"],
+    }
+
+    def get_queryset(self):
+        if self.action == "list":
+            return selectors.contact_list(self.request.user)
+        return selectors.contact_detail(self.request.user).prefetch_related("tags__group")
+
+    def get_serializer_class(self):
+        if self.action in ("update", "partial_update"):
+            return s.ContactUpdateSerializer
+        return s.ContactSerializer
+
+    def perform_create(self, serializer):
+        data = dict(serializer.validated_data)
+        tags = data.pop("tag_ids", [])
+        serializer.instance = services.contact_create(
+            actor=self.request.user, tags=tags, tag_source="api", **data
+        )
+
+    def perform_update(self, serializer):
+        data = dict(serializer.validated_data)
+        tags = data.pop("tag_ids", None)
+        contact = services.contact_update(contact=serializer.instance, actor=self.request.user, **data)
+        if tags is not None:
+            current = set(contact.tags.values_list("pk", flat=True))
+            wanted = {t.pk for t in tags}
+            services.contacts_untag(contact_ids=[contact.pk], tags=[t for t in Tag.objects.filter(pk__in=current - wanted)])
+            services.contacts_tag(contact_ids=[contact.pk], tags=[t for t in tags if t.pk not in current], actor=self.request.user, source="api")
+        serializer.instance = self.get_queryset().get(pk=contact.pk)
+
+    @extend_schema(request=s.BulkTagSerializer, responses=inline_serializer("BulkTagResult", {"changed": serializers.IntegerField()}))
+    @action(detail=False, methods=["post"], url_path="bulk-tag")
+    def bulk_tag(self, request):
+        """Put tags on many contacts at once (safe to retry)."""
+        data = self._valid(s.BulkTagSerializer)
+        added = services.contacts_tag(contact_ids=data["contact_ids"], tags=data["tag_ids"], actor=request.user, source="api")
+        return Response({"changed": added})
+
+    @extend_schema(request=s.BulkTagSerializer, responses=inline_serializer("BulkUntagResult", {"changed": serializers.IntegerField()}))
+    @action(detail=False, methods=["post"], url_path="bulk-untag")
+    def bulk_untag(self, request):
+        """Remove tags from many contacts at once."""
+        data = self._valid(s.BulkTagSerializer)
+        removed = services.contacts_untag(contact_ids=data["contact_ids"], tags=data["tag_ids"])
+        return Response({"changed": removed})
+
+    @extend_schema(request=s.MergeSerializer, responses=s.ContactSerializer)
+    @action(detail=True, methods=["post"])
+    def merge(self, request, pk=None):
+        """Merge the ``duplicate`` contact into this one."""
+        primary = self.get_object()
+        data = self._valid(s.MergeSerializer)
+        contact = services.contact_merge(primary=primary, duplicate=data["duplicate"], actor=request.user)
+        return Response(s.ContactSerializer(self.get_queryset().get(pk=contact.pk), context=self.get_serializer_context()).data)
+
+    @extend_schema(request=s.ReassignSerializer, responses=inline_serializer("ReassignResult", {"changed": serializers.IntegerField()}))
+    @action(detail=False, methods=["post"])
+    def reassign(self, request):
+        """Give the listed contacts to another owner."""
+        data = self._valid(s.ReassignSerializer)
+        contacts = selectors.contacts_visible_to(request.user).filter(pk__in=data["contact_ids"])
+        changed = services.contacts_reassign(contacts=contacts, owner=data["owner"], actor=request.user)
+        return Response({"changed": changed})
+
+    @extend_schema(
+        request=s.HandoverSerializer,
+        responses=inline_serializer("HandoverResult", {"contacts": serializers.IntegerField(), "communities": serializers.IntegerField()}),
+    )
+    @action(detail=False, methods=["post"])
+    def handover(self, request):
+        """离职继承: hand all contacts (and communities) of a departing staff member to another."""
+        data = self._valid(s.HandoverSerializer)
+        result = services.contacts_handover(
+            from_user=data["from_user"], to_user=data["to_user"], actor=request.user, include_communities=data["include_communities"]
+        )
+        return Response(result)
+
+    @extend_schema(request=s.ConsentSerializer, responses=s.ContactSerializer)
+    @action(detail=True, methods=["post"])
+    def consent(self, request, pk=None):
+        """Record the contact's marketing consent and where it was given."""
+        contact = self.get_object()
+        data = self._valid(s.ConsentSerializer)
+        services.contact_consent_give(contact=contact, source=data["source"])
+        return self._contact_response(contact.pk)
+
+    @extend_schema(request=None, responses=s.ContactSerializer)
+    @action(detail=True, methods=["post"], url_path="opt-out")
+    def opt_out(self, request, pk=None):
+        """Record an opt-out: no marketing message reaches the contact any more."""
+        contact = self.get_object()
+        services.contact_opt_out(contact=contact)
+        return self._contact_response(contact.pk)
+
+    @extend_schema(request=None, responses=s.ContactSerializer)
+    @action(detail=True, methods=["post"])
+    def erase(self, request, pk=None):
+        """Erase the contact's personal data (purchases stay, anonymous, for historical totals)."""
+        contact = self.get_object()
+        services.contact_erase(contact=contact, actor=request.user)
+        return self._contact_response(contact.pk)
+
+    @extend_schema(responses={(200, "text/csv"): OpenApiTypes.STR}, parameters=[OpenApiParameter("search", str)])
+    @action(detail=False, methods=["get"])
+    def export(self, request):
+        """Download the filtered contact list as CSV (same filters as the list)."""
+        from contacts.exports import contact_csv_rows
+
+        queryset = self.filter_queryset(selectors.contacts_visible_to(request.user))
+        response = StreamingHttpResponse(contact_csv_rows(queryset), content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="contacts-{timezone.localdate():%Y%m%d}.csv"'
+        return response
+
+    @extend_schema(
+        request={"multipart/form-data": inline_serializer("ImportUpload", {"file": serializers.FileField(), "kind": serializers.ChoiceField(choices=ImportJob.Kind.choices)})},
+        responses={202: s.ImportJobSerializer},
+    )
+    @action(detail=False, methods=["post"], url_path="import", parser_classes=[MultiPartParser, FormParser])
+    def import_csv(self, request):
+        """Upload a CSV of contacts (``kind=contacts``) or purchases (``kind=purchases``). The import runs in
+        the background; poll ``/api/v1/imports/{id}/`` for progress and the report of rejected rows."""
+        from contacts.imports import import_job_create
+
+        upload = request.FILES.get("file")
+        kind = request.data.get("kind", ImportJob.Kind.CONTACTS)
+        if upload is None:
+            raise serializers.ValidationError({"file": ["Upload a CSV file."]})
+        if kind not in ImportJob.Kind.values:
+            raise serializers.ValidationError({"kind": [f"Choose one of: {', '.join(ImportJob.Kind.values)}."]})
+        job = import_job_create(kind=kind, upload=upload, actor=request.user)
+        return Response(s.ImportJobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
+
+    def _valid(self, serializer_class):
+        serializer = serializer_class(data=self.request.data, context=self.get_serializer_context())
+        serializer.is_valid(raise_exception=True)
+        return serializer.validated_data
+
+    def _contact_response(self, pk):
+        return Response(s.ContactSerializer(self.get_queryset().get(pk=pk), context=self.get_serializer_context()).data)
+
+
+class ImportJobViewSet(viewsets.ReadOnlyModelViewSet):
+    """CSV imports: progress and the report of rejected rows (line, field, problem)."""
+
+    serializer_class = s.ImportJobSerializer
+
+    def get_queryset(self):
+        qs = ImportJob.objects.all()
+        if not self.request.user.has_perm("contacts.view_all_contacts"):
+            qs = qs.filter(created_by=self.request.user)
+        return qs
+
+
+class TagGroupViewSet(viewsets.ModelViewSet):
+    queryset = TagGroup.objects.all()
+    serializer_class = s.TagGroupSerializer
+    filterset_fields = ["exclusive"]
+
+
+class TagViewSet(viewsets.ModelViewSet):
+    queryset = Tag.objects.select_related("group")
+    serializer_class = s.TagSerializer
+    filterset_fields = ["group"]
+
+
+class ChannelViewSet(viewsets.ModelViewSet):
+    queryset = Channel.objects.all()
+    serializer_class = s.ChannelSerializer
+    filterset_fields = ["kind", "is_active"]
+
+
+class ChannelSpendViewSet(viewsets.ModelViewSet):
+    queryset = ChannelSpend.objects.select_related("channel")
+    serializer_class = s.ChannelSpendSerializer
+    filterset_fields = ["channel"]
+
+
+class ProductViewSet(viewsets.ModelViewSet):
+    queryset = Product.objects.all()
+    serializer_class = s.ProductSerializer
+    filterset_fields = ["is_active", "sku"]
+
+
+class PurchaseViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Orders. ``POST`` is idempotent on ``external_order_id``: 201 when the order is new, 200 with the
+    stored order when it was already recorded, 409 when the stored order disagrees."""
+
+    serializer_class = s.PurchaseSerializer
+    filterset_class = PurchaseFilterSet
+    ordering_fields = ["purchased_at", "amount", "id"]
+    action_permissions = {"create": ["contacts.add_purchase"], "refund": ["contacts.change_purchase"]}
+
+    def get_queryset(self):
+        return selectors.purchase_list(self.request.user)
+
+    @extend_schema(request=s.PurchaseSerializer, responses={201: s.PurchaseSerializer, 200: s.PurchaseSerializer, 409: OpenApiResponse(description="Conflict")})
+    def create(self, request):
+        serializer = s.PurchaseSerializer(data=request.data, context=self.get_serializer_context())
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        purchase, created = services.purchase_record(
+            contact=data["contact"],
+            external_order_id=data["external_order_id"],
+            purchased_at=data["purchased_at"],
+            amount=data["amount"],
+            status=data.get("status", "paid"),
+            items=data.get("items", []),
+            source=data.get("source", ""),
+            refunded_at=data.get("refunded_at"),
+        )
+        purchase = self.get_queryset().get(pk=purchase.pk)
+        return Response(
+            s.PurchaseSerializer(purchase, context=self.get_serializer_context()).data,
+            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+        )
+
+    @extend_schema(request=s.RefundSerializer, responses=s.PurchaseSerializer)
+    @action(detail=True, methods=["post"])
+    def refund(self, request, pk=None):
+        """Mark the order refunded (idempotent)."""
+        purchase = self.get_object()
+        data = s.RefundSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        services.purchase_refund(purchase=purchase, refunded_at=data.validated_data.get("refunded_at"))
+        return Response(s.PurchaseSerializer(self.get_queryset().get(pk=purchase.pk), context=self.get_serializer_context()).data)
+
+
+class TouchpointViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, viewsets.GenericViewSet):
+    """Interactions (append-only)."""
+
+    serializer_class = s.TouchpointSerializer
+    filterset_class = TouchpointFilterSet
+    ordering_fields = ["occurred_at", "id"]
+
+    def get_queryset(self):
+        return selectors.touchpoint_list(self.request.user)
+
+    def perform_create(self, serializer):
+        serializer.instance = services.touchpoint_record(staff=self.request.user, **serializer.validated_data)

@@ -1,0 +1,1 @@
+"""scrm holds no tables of its own; this module exists so Django sends it post_migrate (role groups)."""

@@ -1,0 +1,106 @@
+"""The four roles and what each may do. Roles are Django groups; ``roles_sync`` (run after every
+migrate) makes the groups' permissions match this table, so it is the single place to change them."""
+
+from __future__ import annotations
+
+from django.contrib.auth.models import Group, Permission
+from django.db.models import Q
+
+ADMIN = "admin"
+MANAGER = "manager"
+OPERATOR = "operator"
+INTEGRATOR = "integrator"
+ROLES = (ADMIN, MANAGER, OPERATOR, INTEGRATOR)
+
+# "app.*" grants every permission of an app; other entries are "app.codename".
+ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
+    ADMIN: ("contacts.*", "communities.*", "campaigns.*", "analytics.*", "auth.*", "authtoken.*", "django_celery_beat.*"),
+    MANAGER: ("contacts.*", "communities.*", "campaigns.*", "analytics.*", "auth.view_user", "django_celery_beat.view_periodictask"),
+    OPERATOR: (
+        "contacts.view_contact",
+        "contacts.add_contact",
+        "contacts.change_contact",
+        "contacts.import_contacts",
+        "contacts.export_contacts",
+        "contacts.view_importjob",
+        "contacts.add_importjob",
+        "contacts.view_taggroup",
+        "contacts.view_tag",
+        "contacts.add_tag",
+        "contacts.view_contacttag",
+        "contacts.view_channel",
+        "contacts.view_product",
+        "contacts.view_purchase",
+        "contacts.add_purchase",
+        "contacts.change_purchase",
+        "contacts.view_touchpoint",
+        "contacts.add_touchpoint",
+        "communities.view_community",
+        "communities.add_community",
+        "communities.change_community",
+        "communities.view_membership",
+        "communities.add_membership",
+        "communities.change_membership",
+        "auth.view_user",
+    ),
+    INTEGRATOR: (
+        "contacts.view_all_contacts",
+        "contacts.view_contact",
+        "contacts.add_contact",
+        "contacts.change_contact",
+        "contacts.import_contacts",
+        "contacts.export_contacts",
+        "contacts.view_importjob",
+        "contacts.add_importjob",
+        "contacts.view_taggroup",
+        "contacts.view_tag",
+        "contacts.add_tag",
+        "contacts.view_contacttag",
+        "contacts.view_channel",
+        "contacts.add_channel",
+        "contacts.view_channelspend",
+        "contacts.add_channelspend",
+        "contacts.view_product",
+        "contacts.add_product",
+        "contacts.change_product",
+        "contacts.view_purchase",
+        "contacts.add_purchase",
+        "contacts.change_purchase",
+        "contacts.view_touchpoint",
+        "contacts.add_touchpoint",
+        "communities.view_all_communities",
+        "communities.view_community",
+        "communities.view_membership",
+        "communities.add_membership",
+        "communities.change_membership",
+        "auth.view_user",
+    ),
+}
+
+
+def _permissions_for(entries: tuple[str, ...]):
+    query = Q(pk__in=[])
+    for entry in entries:
+        app_label, codename = entry.split(".", 1)
+        if codename == "*":
+            query |= Q(content_type__app_label=app_label)
+        else:
+            query |= Q(content_type__app_label=app_label, codename=codename)
+    return Permission.objects.filter(query)
+
+
+def roles_sync() -> None:
+    """Create the role groups and set their permissions to exactly ``ROLE_PERMISSIONS``. Idempotent."""
+    for role, entries in ROLE_PERMISSIONS.items():
+        group, _created = Group.objects.get_or_create(name=role)
+        group.permissions.set(_permissions_for(entries))
+
+
+def user_role(user) -> str | None:
+    """The highest role a user holds (superusers are admins)."""
+    if not user or not user.is_authenticated:
+        return None
+    if user.is_superuser:
+        return ADMIN
+    names = set(user.groups.values_list("name", flat=True))
+    return next((role for role in ROLES if role in names), None)
