@@ -103,6 +103,9 @@ class Membership(models.Model):
             models.Index(fields=["community", "left_at"], name="membership_community_open"),
         ]
 
+    def __str__(self) -> str:
+        return f"{self.contact_id}@{self.community_id}"
+
     @property
     def is_active(self) -> bool:
         return self.left_at is None

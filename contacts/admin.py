@@ -2,7 +2,18 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from .models import Channel, ChannelSpend, Contact, ContactTag, ImportJob, Product, Purchase, PurchaseItem, Tag, TagGroup
+from .models import (
+    Channel,
+    ChannelSpend,
+    Contact,
+    ContactTag,
+    ImportJob,
+    Product,
+    Purchase,
+    PurchaseItem,
+    Tag,
+    TagGroup,
+)
 
 
 class ContactTagInline(admin.TabularInline):

@@ -239,6 +239,9 @@ class ContactTag(models.Model):
         constraints = [models.UniqueConstraint(fields=["contact", "tag"], name="contact_tag_unique")]
         indexes = [models.Index(fields=["tag", "contact"], name="contact_tag_by_tag")]
 
+    def __str__(self) -> str:
+        return f"{self.contact_id}:{self.tag_id}"
+
 
 class Touchpoint(models.Model):
     """One interaction with a contact. Append-only; the biggest table."""
@@ -371,6 +374,9 @@ class PurchaseItem(models.Model):
         ]
         indexes = [models.Index(fields=["product", "purchase"], name="item_product")]
 
+    def __str__(self) -> str:
+        return f"{self.quantity} × {self.product_id}"
+
 
 class ImportJob(models.Model):
     """One CSV import (contacts or purchases) and its outcome: counts and the report of rejected rows."""
@@ -405,6 +411,9 @@ class ImportJob(models.Model):
         ordering = ["-created_at"]
         verbose_name = _("import")
         verbose_name_plural = _("imports")
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} #{self.pk}"
 
     @property
     def progress_percent(self) -> int:

@@ -8,7 +8,18 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.utils.translation import gettext as _
 from rest_framework import serializers
 
-from contacts.models import Channel, ChannelSpend, Contact, ImportJob, Product, Purchase, PurchaseItem, Tag, TagGroup, Touchpoint
+from contacts.models import (
+    Channel,
+    ChannelSpend,
+    Contact,
+    ImportJob,
+    Product,
+    Purchase,
+    PurchaseItem,
+    Tag,
+    TagGroup,
+    Touchpoint,
+)
 from contacts.phones import normalize_phone
 from contacts.selectors import contacts_visible_to
 

@@ -15,7 +15,7 @@ from rest_framework.response import Response
 
 from contacts import selectors, services
 from contacts.filtersets import ContactFilterSet, PurchaseFilterSet, TouchpointFilterSet
-from contacts.models import Channel, ChannelSpend, Contact, ImportJob, Product, Tag, TagGroup
+from contacts.models import Channel, ChannelSpend, ImportJob, Product, Tag, TagGroup
 
 from . import serializers as s
 
