@@ -29,6 +29,7 @@ def community_list(user) -> QuerySet[Community]:
         .select_related("owner")
         .prefetch_related("admins")
         .annotate(member_count=Count("memberships", filter=Q(memberships__left_at__isnull=True)))
+        .order_by("name", "id")
     )
 
 

@@ -21,7 +21,10 @@ _CN_MOBILE = re.compile(r"^(?:\+86|0086|86)?(1\d{10})$")
 
 @lru_cache(maxsize=4096)
 def _cn_mobile_prefix_is_valid(prefix7: str) -> bool:
-    number = phonenumbers.parse(prefix7 + "0000", "CN")
+    try:
+        number = phonenumbers.parse(prefix7 + "0000", "CN")
+    except phonenumbers.NumberParseException:
+        return False
     return phonenumbers.is_valid_number(number)
 
 
