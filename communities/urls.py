@@ -8,4 +8,5 @@ app_name = "communities"
 
 urlpatterns = [
     path("", views.community_list, name="list"),
+    path("<int:pk>/", views.community_detail, name="detail"),
 ]

@@ -8,6 +8,8 @@ import django_filters as filters
 from django.contrib.auth import get_user_model
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
 
 from communities.models import Community, Membership
 
@@ -17,18 +19,28 @@ User = get_user_model()
 _DIGITS = re.compile(r"\D")
 
 
+@extend_schema_field(OpenApiTypes.INT)
+class ModelIdFilter(filters.ModelChoiceFilter):
+    """Chooses a row by id (documented as an integer in the OpenAPI schema)."""
+
+
+@extend_schema_field({"type": "array", "items": {"type": "integer"}})
+class ModelIdsFilter(filters.ModelMultipleChoiceFilter):
+    """Chooses rows by ids (documented as an integer array in the OpenAPI schema)."""
+
+
 class ContactFilterSet(filters.FilterSet):
     search = filters.CharFilter(method="filter_search", label=_("Search name or phone"))
     tag = filters.ModelMultipleChoiceFilter(
         field_name="tag_links__tag", queryset=Tag.objects.all(), label=_("Has any of the tags"), distinct=True
     )
-    tag_all = filters.ModelMultipleChoiceFilter(
+    tag_all = ModelIdsFilter(
         queryset=Tag.objects.all(), method="filter_tag_all", label=_("Has all of the tags")
     )
     stage = filters.MultipleChoiceFilter(choices=Contact.Stage.choices, label=_("Lifecycle stage"))
     channel = filters.ModelMultipleChoiceFilter(queryset=Channel.objects.all(), label=_("Channel"))
     owner = filters.ModelChoiceFilter(queryset=User.objects.all(), label=_("Owner"))
-    community = filters.ModelChoiceFilter(
+    community = ModelIdFilter(
         queryset=Community.objects.all(), method="filter_community", label=_("Member of community")
     )
     acquired_from = filters.DateFilter(field_name="acquired_at", lookup_expr="date__gte", label=_("Acquired from"))

@@ -1,19 +1,346 @@
+"""Dashboard pages for contacts: the list (filters, bulk tagging, export), a contact's whole relationship
+on one page, and CSV import with its progress.
+
+Every read starts from ``contacts.selectors`` so an operator only ever reaches the contacts they own; an
+id outside that set is a 404, never a 403 that would confirm the contact exists.
+"""
+
 from __future__ import annotations
 
-from django.contrib.auth.decorators import login_required
-from django.http import HttpResponse
+import csv
+import io
+from collections.abc import Iterator
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required, permission_required
+from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
+from django.views.decorators.http import require_POST
+
+from communities.selectors import communities_visible_to, membership_list
+
+from . import selectors
+from .forms import BulkTagForm, ContactTagForm, DashboardContactFilterSet, ImportForm
+from .models import Contact, ContactTag, ImportJob
+from .services import contacts_tag, contacts_untag
+
+PAGE_SIZE = 50
+DETAIL_ROWS = 100  # purchases, touchpoints and referrals shown on a contact page
+IMPORT_ERRORS_SHOWN = 500
+
+
+def mask_phone(phone: str | None) -> str:
+    """``+8613812345678`` → ``138****5678``: enough to recognise a number, not enough to copy it."""
+    if not phone:
+        return ""
+    national = phone[3:] if phone.startswith("+86") else phone
+    if len(national) >= 9:
+        return f"{national[:-8]}****{national[-4:]}"
+    return f"{national[:2]}****{national[-2:]}" if len(national) > 4 else "****"
+
+
+def _safe_next(request: HttpRequest, fallback: str) -> str:
+    target = request.POST.get("next") or request.GET.get("next") or ""
+    if target and url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}, require_https=False):
+        return target
+    return fallback
+
+
+def _form_errors(form) -> str:
+    return " ".join(str(error) for errors in form.errors.values() for error in errors)
+
+
+# --- List, bulk tagging, export -------------------------------------------------------------------
 
 
 @login_required
-def contact_list(request):
-    return HttpResponse("contacts")
+@permission_required("contacts.view_contact", raise_exception=True)
+def contact_list(request: HttpRequest) -> HttpResponse:
+    filterset = DashboardContactFilterSet(
+        request.GET, queryset=selectors.contact_list(request.user), request=request
+    )
+    page_obj = Paginator(filterset.qs, PAGE_SIZE).get_page(request.GET.get("page"))
+    contacts = list(page_obj.object_list)
+    for contact in contacts:
+        contact.masked_phone = mask_phone(contact.phone)
+    user = request.user
+    return render(
+        request,
+        "contacts/contact_list.html",
+        {
+            "filterset": filterset,
+            "page_obj": page_obj,
+            "contacts": contacts,
+            "bulk_form": BulkTagForm() if user.has_perm("contacts.change_contact") else None,
+            "can_export": user.has_perm("contacts.export_contacts"),
+            "can_import": user.has_perm("contacts.import_contacts"),
+            "shows_owner": filterset.shows_owner,
+        },
+    )
+
+
+@require_POST
+@login_required
+@permission_required("contacts.change_contact", raise_exception=True)
+def contact_bulk_tag(request: HttpRequest) -> HttpResponse:
+    back = _safe_next(request, reverse("contacts:list"))
+    form = BulkTagForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, _form_errors(form))
+        return redirect(back)
+    # Only contacts the user may see: ids of other staff members' contacts are dropped, even if forged.
+    contact_ids = list(
+        selectors.contacts_visible_to(request.user)
+        .filter(pk__in=form.cleaned_data["contact_ids"])
+        .values_list("pk", flat=True)
+    )
+    if not contact_ids:
+        messages.error(request, _("None of the chosen contacts can be tagged by you."))
+        return redirect(back)
+    tags = list(form.cleaned_data["tags"])
+    try:
+        contacts_tag(contact_ids=contact_ids, tags=tags, actor=request.user, source=ContactTag.Source.MANUAL)
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+        return redirect(back)
+    messages.success(
+        request,
+        ngettext(
+            "Tagged %(count)d contact with %(tags)s.",
+            "Tagged %(count)d contacts with %(tags)s.",
+            len(contact_ids),
+        )
+        % {"count": len(contact_ids), "tags": "、".join(tag.name for tag in tags)},
+    )
+    return redirect(back)
 
 
 @login_required
-def contact_import(request):
-    return HttpResponse("import")
+@permission_required("contacts.export_contacts", raise_exception=True)
+def contact_export(request: HttpRequest) -> StreamingHttpResponse:
+    """The list's filtered contacts as CSV, streamed so that a large export holds no memory."""
+    from contacts.exports import contact_csv_rows
+
+    filterset = DashboardContactFilterSet(
+        request.GET, queryset=selectors.contacts_visible_to(request.user), request=request
+    )
+    response = StreamingHttpResponse(contact_csv_rows(filterset.qs), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="contacts-{timezone.localtime():%Y%m%d-%H%M}.csv"'
+    return response
+
+
+# --- One contact ----------------------------------------------------------------------------------
+
+
+def _tags_by_group(tag_links) -> list[dict]:
+    groups: dict[int, dict] = {}
+    for link in tag_links:
+        group = link.tag.group
+        groups.setdefault(group.pk, {"group": group, "links": []})["links"].append(link)
+    return sorted(groups.values(), key=lambda g: (g["group"].sort_order, g["group"].name))
+
+
+def _contact_page_context(request: HttpRequest, contact: Contact) -> dict:
+    user = request.user
+    tag_links = list(selectors.contact_tag_links(contact))
+    memberships = list(membership_list(user).filter(contact=contact).order_by("-joined_at", "-id"))
+    linkable_communities = set()
+    if memberships:
+        linkable_communities = set(
+            communities_visible_to(user)
+            .filter(pk__in={m.community_id for m in memberships})
+            .values_list("pk", flat=True)
+        )
+    purchases = list(
+        selectors.purchase_list(user).filter(contact=contact).order_by("-purchased_at", "-id")[: DETAIL_ROWS + 1]
+    )
+    touchpoints = list(
+        selectors.touchpoint_list(user).filter(contact=contact).order_by("-occurred_at", "-id")[: DETAIL_ROWS + 1]
+    )
+    referrals = list(
+        selectors.contacts_visible_to(user)
+        .filter(referred_by=contact)
+        .select_related("owner")
+        .order_by("-acquired_at", "-id")[: DETAIL_ROWS + 1]
+    )
+    referred_by_visible = (
+        contact.referred_by_id is not None
+        and selectors.contacts_visible_to(user).filter(pk=contact.referred_by_id).exists()
+    )
+    can_change = user.has_perm("contacts.change_contact")
+    return {
+        "contact": contact,
+        "tag_groups": _tags_by_group(tag_links),
+        "tag_count": len(tag_links),
+        "memberships": memberships,
+        "linkable_communities": linkable_communities,
+        "purchases": purchases[:DETAIL_ROWS],
+        "more_purchases": len(purchases) > DETAIL_ROWS,
+        "touchpoints": touchpoints[:DETAIL_ROWS],
+        "more_touchpoints": len(touchpoints) > DETAIL_ROWS,
+        "referrals": referrals[:DETAIL_ROWS],
+        "more_referrals": len(referrals) > DETAIL_ROWS,
+        "referred_by_visible": referred_by_visible,
+        "tag_form": ContactTagForm(initial={"action": ContactTagForm.ADD}) if can_change else None,
+        "can_change": can_change,
+        "detail_rows": DETAIL_ROWS,
+        "attributes": sorted((contact.attributes or {}).items()),
+    }
 
 
 @login_required
-def contact_detail(request, pk):
-    return HttpResponse("contact")
+@permission_required("contacts.view_contact", raise_exception=True)
+def contact_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    contact = get_object_or_404(selectors.contact_detail(request.user), pk=pk)
+    return render(request, "contacts/contact_detail.html", _contact_page_context(request, contact))
+
+
+@require_POST
+@login_required
+@permission_required("contacts.change_contact", raise_exception=True)
+def contact_tag_change(request: HttpRequest, pk: int) -> HttpResponse:
+    """Add a tag to, or remove a tag from, one contact (the small form on the contact page)."""
+    contact = get_object_or_404(selectors.contacts_visible_to(request.user), pk=pk)
+    form = ContactTagForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, _form_errors(form))
+    else:
+        tag = form.cleaned_data["tag"]
+        if form.cleaned_data["action"] == ContactTagForm.ADD:
+            try:
+                contacts_tag(contact_ids=[contact.pk], tags=[tag], actor=request.user, source=ContactTag.Source.MANUAL)
+            except ValidationError as exc:
+                messages.error(request, " ".join(exc.messages))
+            else:
+                messages.success(request, _("Tag “%(tag)s” added.") % {"tag": tag.name})
+        else:
+            contacts_untag(contact_ids=[contact.pk], tags=[tag])
+            messages.success(request, _("Tag “%(tag)s” removed.") % {"tag": tag.name})
+    return redirect(reverse("contacts:detail", args=[contact.pk]) + "#tags")
+
+
+# --- CSV import -----------------------------------------------------------------------------------
+
+CONTACT_COLUMNS = [
+    ("name", _("Name")),
+    ("phone", _("Mobile phone; the key that matches an existing contact")),
+    ("email", _("Email")),
+    ("external_id", _("Your own customer ID (matches an existing contact too)")),
+    ("gender", _("male / female / unknown")),
+    ("birthday", _("Date, YYYY-MM-DD")),
+    ("region", _("Province or region")),
+    ("city", _("City")),
+    ("occupation", _("Occupation")),
+    ("channel", _("Acquisition channel name; created if new")),
+    ("acquired_at", _("When the contact was acquired, YYYY-MM-DD or YYYY-MM-DD HH:MM")),
+    ("owner", _("Username of the owning staff member")),
+    ("intent_level", _("none / low / medium / high")),
+    ("tags", _("Tags as group:tag, several separated by |")),
+    ("marketing_consent", _("yes / no: whether the contact agreed to marketing messages")),
+]
+PURCHASE_COLUMNS = [
+    ("external_order_id", _("Order number; re-importing the same order changes nothing")),
+    ("phone", _("Mobile phone of the buyer (or external_id)")),
+    ("external_id", _("Your own customer ID of the buyer")),
+    ("purchased_at", _("Order time, YYYY-MM-DD HH:MM")),
+    ("amount", _("Amount paid, e.g. 199.00")),
+    ("status", _("paid / refunded")),
+    ("sku", _("Product SKU (optional)")),
+    ("quantity", _("Quantity of the SKU (optional, default 1)")),
+]
+
+
+def import_jobs_visible_to(user):
+    """Import jobs a user may follow: their own, or everyone's for those who see all contacts."""
+    jobs = ImportJob.objects.select_related("created_by")
+    if not selectors.can_see_all_contacts(user):
+        jobs = jobs.filter(created_by=user)
+    return jobs
+
+
+@login_required
+@permission_required("contacts.import_contacts", raise_exception=True)
+def contact_import(request: HttpRequest) -> HttpResponse:
+    if request.method == "POST":
+        form = ImportForm(request.POST, request.FILES)
+        if form.is_valid():
+            from contacts.imports import import_job_create
+
+            try:
+                job = import_job_create(
+                    kind=form.cleaned_data["kind"], upload=form.cleaned_data["file"], actor=request.user
+                )
+            except ValidationError as exc:
+                for message in exc.messages:
+                    form.add_error("file", message)
+            else:
+                return redirect("contacts:import_detail", pk=job.pk)
+    else:
+        form = ImportForm()
+    return render(
+        request,
+        "contacts/import.html",
+        {
+            "form": form,
+            "contact_columns": CONTACT_COLUMNS,
+            "purchase_columns": PURCHASE_COLUMNS,
+            "recent_jobs": import_jobs_visible_to(request.user)[:20],
+        },
+    )
+
+
+def _import_context(job: ImportJob) -> dict:
+    finished = job.status in (ImportJob.Status.DONE, ImportJob.Status.FAILED)
+    errors = job.errors or []
+    return {
+        "job": job,
+        "finished": finished,
+        "errors": errors[:IMPORT_ERRORS_SHOWN],
+        "errors_hidden": max(0, len(errors) - IMPORT_ERRORS_SHOWN),
+    }
+
+
+@login_required
+@permission_required("contacts.import_contacts", raise_exception=True)
+def import_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    job = get_object_or_404(import_jobs_visible_to(request.user), pk=pk)
+    return render(request, "contacts/import_detail.html", _import_context(job))
+
+
+@login_required
+@permission_required("contacts.import_contacts", raise_exception=True)
+def import_progress(request: HttpRequest, pk: int) -> HttpResponse:
+    """The progress block alone, polled by htmx every second until the job has finished."""
+    job = get_object_or_404(import_jobs_visible_to(request.user), pk=pk)
+    return render(request, "contacts/partials/import_progress.html", _import_context(job))
+
+
+def _csv_lines(rows: list[list]) -> Iterator[str]:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    yield "\ufeff"  # BOM, so that Excel opens the Chinese text as UTF-8
+    for row in rows:
+        writer.writerow(row)
+        yield buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate(0)
+
+
+@login_required
+@permission_required("contacts.import_contacts", raise_exception=True)
+def import_errors_csv(request: HttpRequest, pk: int) -> StreamingHttpResponse:
+    """Every rejected row of an import as CSV (the page shows only the first few hundred)."""
+    job = get_object_or_404(import_jobs_visible_to(request.user), pk=pk)
+    rows = [["line", "field", "message"]] + [
+        [error.get("line", ""), error.get("field", ""), error.get("message", "")] for error in job.errors or []
+    ]
+    response = StreamingHttpResponse(_csv_lines(rows), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="import-{job.pk}-rejected.csv"'
+    return response

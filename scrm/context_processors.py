@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
 
+from scrm import roles
 from scrm.roles import user_role
 
 # Later features append their sections here: (url name, label, permission needed or None).
@@ -14,14 +16,37 @@ NAVIGATION = [
     ("communities:list", _("Communities"), "communities.view_community"),
 ]
 
+ROLE_LABELS = {
+    roles.ADMIN: _("Administrator"),
+    roles.MANAGER: _("Manager"),
+    roles.OPERATOR: _("Operator"),
+    roles.INTEGRATOR: _("Integrator"),
+}
+
+CURRENCY_SYMBOLS = {"CNY": "¥", "USD": "$", "EUR": "€", "HKD": "HK$", "JPY": "¥"}
+
 
 def navigation(request):
     user = getattr(request, "user", None)
+    context = {"currency_symbol": CURRENCY_SYMBOLS.get(settings.SCRM_CURRENCY, settings.SCRM_CURRENCY + " ")}
     if not (user and user.is_authenticated):
-        return {}
+        return context
     items = []
     for url_name, label, perm in NAVIGATION:
         if perm is None or user.has_perm(perm):
             url = reverse(url_name)
             items.append({"url": url, "label": label, "active": request.path.startswith(url)})
-    return {"nav_items": items, "user_role": user_role(user)}
+    # The longest matching prefix wins, so /contacts/import/ highlights "Import", not "Contacts" too.
+    active = [item for item in items if item["active"]]
+    if len(active) > 1:
+        longest = max(active, key=lambda item: len(item["url"]))
+        for item in active:
+            item["active"] = item is longest
+    role = user_role(user)
+    return {
+        **context,
+        "nav_items": items,
+        "user_role": role,
+        "user_role_label": ROLE_LABELS.get(role, ""),
+        "user_display_name": user.get_full_name() or user.get_username(),
+    }

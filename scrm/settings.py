@@ -192,6 +192,15 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {
+        "ChannelKindEnum": "contacts.models.Channel.Kind",
+        "TouchpointKindEnum": "contacts.models.Touchpoint.Kind",
+        "CommunityKindEnum": "communities.models.Community.Kind",
+        "ImportKindEnum": "contacts.models.ImportJob.Kind",
+        "PurchaseStatusEnum": "contacts.models.Purchase.Status",
+        "CommunityStatusEnum": "communities.models.Community.Status",
+        "ImportStatusEnum": "contacts.models.ImportJob.Status",
+    },
 }
 
 # --- Celery ---------------------------------------------------------------------------------

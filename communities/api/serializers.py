@@ -2,6 +2,8 @@ from __future__ import annotations
 
 from django.contrib.auth import get_user_model
 from django.utils.translation import gettext as _
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from communities.models import Community, Membership
@@ -11,6 +13,7 @@ from contacts.api.serializers import VisibleContactField
 User = get_user_model()
 
 
+@extend_schema_field(OpenApiTypes.INT)
 class VisibleCommunityField(serializers.PrimaryKeyRelatedField):
     def get_queryset(self):
         return communities_visible_to(self.context["request"].user)

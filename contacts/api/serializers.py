@@ -6,6 +6,8 @@ from __future__ import annotations
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.utils.translation import gettext as _
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from contacts.models import (
@@ -26,6 +28,7 @@ from contacts.selectors import contacts_visible_to
 User = get_user_model()
 
 
+@extend_schema_field(OpenApiTypes.INT)
 class VisibleContactField(serializers.PrimaryKeyRelatedField):
     """A contact id the requesting user may see; any other id reads as "does not exist"."""
 

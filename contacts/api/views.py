@@ -187,11 +187,12 @@ class ImportJobViewSet(viewsets.ReadOnlyModelViewSet):
     """CSV imports: progress and the report of rejected rows (line, field, problem)."""
 
     serializer_class = s.ImportJobSerializer
+    queryset = ImportJob.objects.all()
 
     def get_queryset(self):
-        qs = ImportJob.objects.all()
+        qs = super().get_queryset()
         if not self.request.user.has_perm("contacts.view_all_contacts"):
-            qs = qs.filter(created_by=self.request.user)
+            qs = qs.filter(created_by_id=self.request.user.pk)
         return qs
 
 
