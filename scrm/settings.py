@@ -241,3 +241,9 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+# Periodic jobs. The database scheduler copies these into django-celery-beat's tables on start, where
+# they can be edited in the admin. Every job is safe to run twice at once.
+CELERY_BEAT_SCHEDULE = {
+    "contacts-import-sweep": {"task": "contacts.tasks.import_jobs_sweep", "schedule": 300.0},
+}

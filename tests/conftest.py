@@ -80,3 +80,65 @@ def operator_api(operator):
 @pytest.fixture
 def integrator_api(integrator):
     return _client_for(integrator)
+
+
+@pytest.fixture
+def celery_worker_process(transactional_db, tmp_path):
+    """A real ``celery worker`` process on the test database, with Redis as broker when REDIS_URL is
+    set (else the filesystem broker in a temporary folder). Yields a function that starts it; the
+    process is killed (SIGKILL) at the end. PostgreSQL only: SQLite's in-memory test database cannot
+    be shared with another process."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from django.conf import settings
+
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL: a worker process cannot share SQLite's in-memory test database")
+    db = settings.DATABASES["default"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
+    env["DATABASE_URL"] = (
+        f"postgres://{db['USER']}:{db['PASSWORD'] or ''}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+    )
+    from scrm.celery import app
+
+    redis_url = os.environ.get("REDIS_URL")
+    env["SCRM_VAR_DIR"] = str(tmp_path)
+    env["MEDIA_ROOT"] = str(settings.MEDIA_ROOT)  # uploads are shared storage between web and workers
+    if redis_url:
+        env["CELERY_BROKER_URL"] = redis_url
+        transport_options = {"visibility_timeout": 3600}
+    else:
+        env["CELERY_BROKER_URL"] = "filesystem://"
+        queue_dir = tmp_path / "broker" / "queue"
+        queue_dir.mkdir(parents=True)
+        transport_options = {"data_folder_in": str(queue_dir), "data_folder_out": str(queue_dir), "store_processed": False}
+    # Point this process's producer at the same broker as the worker.
+    saved = {key: app.conf[key] for key in ("broker_url", "broker_transport_options", "task_always_eager")}
+    app.conf.update(broker_url=env["CELERY_BROKER_URL"], broker_transport_options=transport_options, task_always_eager=False)
+    app._pool = None
+    processes: list[subprocess.Popen] = []
+
+    def start(concurrency: int = 1, queue: str = "default") -> subprocess.Popen:
+        log = open(tmp_path / f"worker-{len(processes)}.log", "w")  # noqa: SIM115 - closed with the process
+        process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "scrm", "worker", "--loglevel=INFO", f"--concurrency={concurrency}",
+             "-Q", queue, "--without-gossip", "--without-mingle", "--without-heartbeat"],
+            cwd=settings.BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        processes.append(process)
+        time.sleep(0.5)
+        return process
+
+    yield start
+    for process in processes:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        process.wait(timeout=10)
+    app.conf.update(saved)
+    app._pool = None
