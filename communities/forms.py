@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from django import forms
 from django.utils.translation import gettext_lazy as _
 
 from .filtersets import CommunityFilterSet
+from .models import Community
 
 # The filters the list page shows; the others of the shared FilterSet still apply from the query string.
 DASHBOARD_FILTERS = ("name", "kind", "platform", "status")
@@ -20,9 +22,11 @@ class DashboardCommunityFilterSet(CommunityFilterSet):
             form.fields["name"].label = _("Search by name")
             form.fields["name"].widget.attrs.update({"placeholder": _("Community name"), "type": "search"})
             form.fields["kind"].label = _("Type")
-            form.fields["kind"].widget.attrs.update({"size": 3})
+            form.fields["kind"].widget = forms.CheckboxSelectMultiple(choices=Community.Kind.choices)
             form.fields["platform"].label = _("Platform")
+            form.fields["platform"].choices = [("", _("All platforms")), *Community.Platform.choices]
             form.fields["status"].label = _("Status")
+            form.fields["status"].choices = [("", _("All statuses")), *Community.Status.choices]
         return self._form
 
     def visible_fields(self):

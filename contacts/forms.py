@@ -77,8 +77,8 @@ class DashboardContactFilterSet(ContactFilterSet):
             form.fields["stage"].widget = forms.CheckboxSelectMultiple(choices=Contact.Stage.choices)
             tag_field = form.fields["tag"]
             tag_field.widget.choices = tag_choices_by_group(tag_field.queryset)
-            tag_field.widget.attrs.update({"size": 5})
-            form.fields["channel"].widget.attrs.update({"size": 5})
+            tag_field.widget.attrs.update({"size": 4})
+            form.fields["channel"].widget.attrs.update({"size": 4})
             form.fields["community"].empty_label = _("All communities")
             if "owner" in form.fields:
                 form.fields["owner"].label_from_instance = user_label
@@ -136,7 +136,7 @@ class BulkTagForm(TagChoiceMixin, forms.Form):
         queryset=Tag.objects.none(),
         label=_("Tags"),
         error_messages={"required": _("Choose at least one tag.")},
-        widget=forms.SelectMultiple(attrs={"size": 4}),
+        widget=forms.SelectMultiple(attrs={"size": 3}),
     )
 
     def __init__(self, *args, **kwargs):
@@ -167,7 +167,7 @@ class ImportForm(forms.Form):
     )
     file = forms.FileField(
         label=_("CSV file"),
-        help_text=_("Comma-separated, UTF-8; the first line names the columns."),
+        help_text=_("UTF-8 or GBK (as Excel saves it); the first line names the columns."),
         widget=forms.ClearableFileInput(attrs={"accept": ".csv,text/csv"}),
     )
 

@@ -28,6 +28,7 @@ from communities.selectors import communities_visible_to, membership_list
 
 from . import selectors
 from .forms import BulkTagForm, ContactTagForm, DashboardContactFilterSet, ImportForm
+from .imports import CONTACT_COLUMNS, PURCHASE_COLUMNS, import_job_create
 from .models import Contact, ContactTag, ImportJob
 from .services import contacts_tag, contacts_untag
 
@@ -63,9 +64,7 @@ def _form_errors(form) -> str:
 @login_required
 @permission_required("contacts.view_contact", raise_exception=True)
 def contact_list(request: HttpRequest) -> HttpResponse:
-    filterset = DashboardContactFilterSet(
-        request.GET, queryset=selectors.contact_list(request.user), request=request
-    )
+    filterset = DashboardContactFilterSet(request.GET, queryset=selectors.contact_list(request.user), request=request)
     page_obj = Paginator(filterset.qs, PAGE_SIZE).get_page(request.GET.get("page"))
     contacts = list(page_obj.object_list)
     for contact in contacts:
@@ -228,34 +227,6 @@ def contact_tag_change(request: HttpRequest, pk: int) -> HttpResponse:
 
 # --- CSV import -----------------------------------------------------------------------------------
 
-CONTACT_COLUMNS = [
-    ("name", _("Name")),
-    ("phone", _("Mobile phone; the key that matches an existing contact")),
-    ("email", _("Email")),
-    ("external_id", _("Your own customer ID (matches an existing contact too)")),
-    ("gender", _("male / female / unknown")),
-    ("birthday", _("Date, YYYY-MM-DD")),
-    ("region", _("Province or region")),
-    ("city", _("City")),
-    ("occupation", _("Occupation")),
-    ("channel", _("Acquisition channel name; created if new")),
-    ("acquired_at", _("When the contact was acquired, YYYY-MM-DD or YYYY-MM-DD HH:MM")),
-    ("owner", _("Username of the owning staff member")),
-    ("intent_level", _("none / low / medium / high")),
-    ("tags", _("Tags as group:tag, several separated by |")),
-    ("marketing_consent", _("yes / no: whether the contact agreed to marketing messages")),
-]
-PURCHASE_COLUMNS = [
-    ("external_order_id", _("Order number; re-importing the same order changes nothing")),
-    ("phone", _("Mobile phone of the buyer (or external_id)")),
-    ("external_id", _("Your own customer ID of the buyer")),
-    ("purchased_at", _("Order time, YYYY-MM-DD HH:MM")),
-    ("amount", _("Amount paid, e.g. 199.00")),
-    ("status", _("paid / refunded")),
-    ("sku", _("Product SKU (optional)")),
-    ("quantity", _("Quantity of the SKU (optional, default 1)")),
-]
-
 
 def import_jobs_visible_to(user):
     """Import jobs a user may follow: their own, or everyone's for those who see all contacts."""
@@ -271,15 +242,14 @@ def contact_import(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         form = ImportForm(request.POST, request.FILES)
         if form.is_valid():
-            from contacts.imports import import_job_create
-
             try:
                 job = import_job_create(
                     kind=form.cleaned_data["kind"], upload=form.cleaned_data["file"], actor=request.user
                 )
             except ValidationError as exc:
-                for message in exc.messages:
-                    form.add_error("file", message)
+                errors = exc.error_dict if hasattr(exc, "error_dict") else {"file": exc.error_list}
+                for name, field_errors in errors.items():
+                    form.add_error(name if name in form.fields else None, field_errors)
             else:
                 return redirect("contacts:import_detail", pk=job.pk)
     else:
@@ -289,8 +259,8 @@ def contact_import(request: HttpRequest) -> HttpResponse:
         "contacts/import.html",
         {
             "form": form,
-            "contact_columns": CONTACT_COLUMNS,
-            "purchase_columns": PURCHASE_COLUMNS,
+            "contact_columns": CONTACT_COLUMNS.items(),
+            "purchase_columns": PURCHASE_COLUMNS.items(),
             "recent_jobs": import_jobs_visible_to(request.user)[:20],
         },
     )
