@@ -115,7 +115,13 @@ def celery_worker_process(transactional_db, tmp_path):
         env["CELERY_BROKER_URL"] = "filesystem://"
         queue_dir = tmp_path / "broker" / "queue"
         queue_dir.mkdir(parents=True)
-        transport_options = {"data_folder_in": str(queue_dir), "data_folder_out": str(queue_dir), "store_processed": False}
+        (tmp_path / "broker" / "control").mkdir()
+        transport_options = {
+            "data_folder_in": str(queue_dir),
+            "data_folder_out": str(queue_dir),
+            "control_folder": str(tmp_path / "broker" / "control"),
+            "store_processed": False,
+        }
     # Point this process's producer at the same broker as the worker.
     saved = {key: app.conf[key] for key in ("broker_url", "broker_transport_options", "task_always_eager")}
     app.conf.update(broker_url=env["CELERY_BROKER_URL"], broker_transport_options=transport_options, task_always_eager=False)
