@@ -67,6 +67,9 @@ class ChannelSpend(models.Model):
         return f"{self.channel} {self.start_date}–{self.end_date}: {self.amount}"
 
 
+_LIVE = Q(merged_into__isnull=True)
+
+
 class Contact(models.Model):
     """One person in the private domain (a customer or a lead), owned by one staff member.
 
@@ -159,9 +162,12 @@ class Contact(models.Model):
             ("export_contacts", _("Can export contacts to CSV")),
         ]
         indexes = [
-            models.Index(fields=["owner", "-acquired_at"], name="contact_owner_acquired"),
-            models.Index(fields=["stage", "-acquired_at"], name="contact_stage_acquired"),
-            models.Index(fields=["channel", "-acquired_at"], name="contact_channel_acquired"),
+            # Partial on live contacts, the only ones lists show (selectors.contacts_visible_to filters
+            # merged_into IS NULL): with the condition in the index, the paginator's COUNT is index-only.
+            models.Index(fields=["owner", "-acquired_at"], name="contact_owner_acquired", condition=_LIVE),
+            models.Index(fields=["stage", "-acquired_at"], name="contact_stage_acquired", condition=_LIVE),
+            models.Index(fields=["channel", "-acquired_at"], name="contact_channel_acquired", condition=_LIVE),
+            models.Index(fields=["channel", "stage", "-acquired_at"], name="contact_channel_stage", condition=_LIVE),
             models.Index(fields=["-acquired_at", "-id"], name="contact_acquired"),
             models.Index(fields=["last_purchase_at"], name="contact_last_purchase"),
             models.Index(fields=["referred_by"], name="contact_referred_by"),
