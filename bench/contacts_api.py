@@ -11,9 +11,6 @@ real PostgreSQL database; there is no HTTP server or network in the figure. Afte
 each scenario is called ``--calls`` times. Then one call per scenario is repeated with its SQL
 captured, and every statement slower than ``--explain-ms`` is shown with ``EXPLAIN (ANALYZE, BUFFERS)``.
 
-Unless ``--current-only`` is given, everything is then measured a second time with the change proposed for
-``contacts/filtersets.py`` (see ``proposed_filterset_fix``) applied inside this process only: no file is
-changed.
 """
 
 from __future__ import annotations
@@ -29,43 +26,12 @@ from _common import database_url, django_setup, machine, percentile, versus
 TARGET_MS = 100
 
 
-def proposed_filterset_fix() -> None:
-    """The proposed change to ``contacts.filtersets.ContactFilterSet``, patched in memory:
-
-    - ``stage``, ``channel`` and ``intent_level`` filter on the contact's own columns, so they cannot
-      duplicate rows: ``distinct=False`` (django-filter's multiple-choice filters default to
-      ``distinct=True``, which turns the page query and the paginator's COUNT into a DISTINCT over
-      every column of every matching row);
-    - ``acquired_from`` / ``acquired_to`` compare ``acquired_at`` with the start of the local day
-      (``acquired_at >= D 00:00``, ``acquired_at < D+1 00:00``) instead of casting every row
-      (``(acquired_at AT TIME ZONE ...)::date >= D``), so the ``(owner|stage|channel, -acquired_at)``
-      indexes can serve the range.
-    """
-    import django_filters as filters
-    from django.utils import timezone
-
-    from contacts.filtersets import ContactFilterSet
-
-    def day_start(day: dt.date) -> dt.datetime:
-        return timezone.make_aware(dt.datetime.combine(day, dt.time()))
-
-    for name in ("stage", "channel", "intent_level"):
-        ContactFilterSet.base_filters[name].distinct = False
-    ContactFilterSet.base_filters["acquired_from"] = filters.DateFilter(
-        method=lambda qs, name, value: qs.filter(acquired_at__gte=day_start(value))
-    )
-    ContactFilterSet.base_filters["acquired_to"] = filters.DateFilter(
-        method=lambda qs, name, value: qs.filter(acquired_at__lt=day_start(value + dt.timedelta(days=1)))
-    )
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=40)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--explain-ms", type=float, default=10.0)
     parser.add_argument("--no-explain", action="store_true")
-    parser.add_argument("--current-only", action="store_true", help="do not measure the proposed change")
     parser.add_argument("--database-url", help="default: $DATABASE_URL or scrm_bench on 127.0.0.1")
     args = parser.parse_args()
     django_setup(database_url(args.database_url))
@@ -94,10 +60,6 @@ def main() -> None:
     print(machine())
     print(f"{Contact.objects.count():,} contacts; as 'manager' with a DRF token; in-process Django test Client")
     summary = [("current code", measure(client, scenarios, args))]
-    if not args.current_only:
-        print("\n=== With the proposed contacts/filtersets.py change (patched in this process only) ===")
-        proposed_filterset_fix()
-        summary.append(("proposed change", measure(client, scenarios, args)))
 
     print(f"\nSummary (target: {TARGET_MS} ms per call)")
     for label, results in summary:
