@@ -60,7 +60,7 @@ class DayToFilter(filters.DateFilter):
 # a DISTINCT over every column of every matching row.
 class ContactFilterSet(filters.FilterSet):
     search = filters.CharFilter(method="filter_search", label=_("Search name or phone"))
-    tag = filters.ModelMultipleChoiceFilter(
+    tag = ModelIdsFilter(
         queryset=Tag.objects.all(), method="filter_tag_any", label=_("Has any of the tags")
     )
     tag_all = ModelIdsFilter(

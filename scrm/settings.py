@@ -11,6 +11,7 @@ import secrets
 from pathlib import Path
 
 import environ
+from celery.schedules import crontab
 from django.utils.translation import gettext_lazy as _
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -247,4 +248,10 @@ LOGGING = {
 # they can be edited in the admin. Every job is safe to run twice at once.
 CELERY_BEAT_SCHEDULE = {
     "contacts-import-sweep": {"task": "contacts.tasks.import_jobs_sweep", "schedule": 300.0},
+    # After midnight, so the month that just ended goes into the cohort table.
+    "analytics-cohort-rollup": {
+        "task": "analytics.tasks.cohort_rollup_refresh_nightly",
+        "schedule": crontab(hour=0, minute=20),
+    },
+    "analytics-scores-refresh": {"task": "analytics.tasks.scores_refresh_nightly", "schedule": crontab(hour=2, minute=0)},
 }
