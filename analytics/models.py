@@ -55,6 +55,8 @@ class ContactScore(models.Model):
     class Meta:
         verbose_name = _("contact score")
         verbose_name_plural = _("contact scores")
+        # Reading the reports is a permission of its own: managers and integrators have it, operators do not.
+        permissions = [("view_reports", _("Can view analytics reports"))]
         indexes = [
             models.Index(fields=["layer"], name="score_layer"),
             models.Index(fields=["-predicted_clv"], name="score_predicted_clv"),

@@ -73,6 +73,7 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
         "communities.view_membership",
         "communities.add_membership",
         "communities.change_membership",
+        "analytics.view_reports",
         "auth.view_user",
     ),
 }
