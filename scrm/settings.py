@@ -235,6 +235,27 @@ CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
+# --- Campaign gateways ------------------------------------------------------------------------
+# Which gateway sends each medium: "outbox" (default: records the rendered message, as if sent), "email"
+# (Django's email backend), "webhook" (signed HTTP POST) or "wecom" (WeCom customer broadcast).
+SCRM_GATEWAYS = {
+    medium: env.str(f"SCRM_GATEWAY_{medium.upper()}", default="outbox")
+    for medium in ("wecom", "group", "official_account", "sms", "email")
+}
+SCRM_GATEWAY_TIMEOUT = env.float("SCRM_GATEWAY_TIMEOUT", default=10.0)
+WECOM_API_BASE = env.str("WECOM_API_BASE", default="https://qyapi.weixin.qq.com/cgi-bin")
+WECOM_CORP_ID = env.str("WECOM_CORP_ID", default="")
+WECOM_CORP_SECRET = env.str("WECOM_CORP_SECRET", default="")
+SCRM_WEBHOOK_URL = env.str("SCRM_WEBHOOK_URL", default="")
+SCRM_WEBHOOK_SECRET = env.str("SCRM_WEBHOOK_SECRET", default="")
+EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.smtp.EmailBackend")
+EMAIL_HOST = env.str("EMAIL_HOST", default="localhost")
+EMAIL_PORT = env.int("EMAIL_PORT", default=25)
+EMAIL_HOST_USER = env.str("EMAIL_HOST_USER", default="")
+EMAIL_HOST_PASSWORD = env.str("EMAIL_HOST_PASSWORD", default="")
+EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=False)
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="scrm@localhost")
+
 # --- Logging --------------------------------------------------------------------------------
 LOGGING = {
     "version": 1,
