@@ -178,11 +178,14 @@ class Broadcast(models.Model):
     finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
     cancelled_at = models.DateTimeField(_("cancelled at"), null=True, blank=True)
     total_targeted = models.PositiveIntegerField(_("targeted"), default=0)
+    # Touched by every chunk a worker sends: the periodic tick re-enqueues senders only when it is stale.
+    heartbeat_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["-created_at", "-id"]
         verbose_name = _("broadcast")
         verbose_name_plural = _("broadcasts")
+        permissions = [("approve_broadcast", _("Can approve broadcasts"))]
         indexes = [models.Index(fields=["status", "scheduled_at"], name="broadcast_due")]
 
     def __str__(self) -> str:
