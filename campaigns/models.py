@@ -219,7 +219,12 @@ class Automation(models.Model):
     trigger_config = models.JSONField(_("trigger settings"), default=dict, blank=True)
     delay_minutes = models.PositiveIntegerField(_("delay (minutes)"), default=0)
     condition = models.ForeignKey(
-        Segment, on_delete=models.PROTECT, null=True, blank=True, related_name="automations", verbose_name=_("condition")
+        Segment,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="automations",
+        verbose_name=_("condition"),
     )
     action = models.CharField(_("action"), max_length=20, choices=Action.choices)
     template = models.ForeignKey(
@@ -287,6 +292,9 @@ class AutomationRun(models.Model):
             models.Index(fields=["due_at"], name="automation_run_due", condition=Q(status="waiting")),
         ]
 
+    def __str__(self) -> str:
+        return f"{self.automation_id}/{self.contact_id}/{self.key}"
+
 
 class Delivery(models.Model):
     """One message to one contact, from a broadcast or an automation run: the exactly-once ledger.
@@ -338,7 +346,9 @@ class Delivery(models.Model):
         verbose_name_plural = _("deliveries")
         constraints = [
             models.UniqueConstraint(
-                fields=["broadcast", "contact"], condition=Q(broadcast__isnull=False), name="delivery_once_per_broadcast"
+                fields=["broadcast", "contact"],
+                condition=Q(broadcast__isnull=False),
+                name="delivery_once_per_broadcast",
             ),
             models.CheckConstraint(
                 condition=Q(broadcast__isnull=False) | Q(automation_run__isnull=False), name="delivery_has_source"
@@ -354,6 +364,9 @@ class Delivery(models.Model):
             models.Index(fields=["broadcast", "status"], name="delivery_broadcast_status"),
             models.Index(fields=["status", "claimed_at"], name="delivery_stuck", condition=Q(status="sending")),
         ]
+
+    def __str__(self) -> str:
+        return f"{self.pk}: {self.contact_id} {self.status}"
 
 
 class OutboxMessage(models.Model):
@@ -371,6 +384,9 @@ class OutboxMessage(models.Model):
         ordering = ["-id"]
         verbose_name = _("outbox message")
         verbose_name_plural = _("outbox messages")
+
+    def __str__(self) -> str:
+        return f"{self.delivery_id}: {self.body[:40]}"
 
 
 class FollowUpTask(models.Model):

@@ -275,4 +275,9 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": crontab(hour=0, minute=20),
     },
     "analytics-scores-refresh": {"task": "analytics.tasks.scores_refresh_nightly", "schedule": crontab(hour=2, minute=0)},
+    # Starts due broadcasts, revives stalled senders, finishes sent broadcasts.
+    "campaigns-broadcasts-tick": {"task": "campaigns.tasks.broadcasts_tick", "schedule": 10.0},
 }
+# Sending: deliveries claimed per transaction, and how many sender tasks work on one broadcast at once.
+SCRM_SEND_CHUNK = env.int("SCRM_SEND_CHUNK", default=1000)
+SCRM_SEND_PARALLELISM = env.int("SCRM_SEND_PARALLELISM", default=2)

@@ -123,17 +123,22 @@ def celery_worker_process(transactional_db, tmp_path):
             "store_processed": False,
         }
     # Point this process's producer at the same broker as the worker.
-    saved = {key: app.conf[key] for key in ("broker_url", "broker_transport_options", "task_always_eager")}
+    saved = {key: app.conf[key] for key in ("broker_url", "broker_transport_options")}
+    # Restore the project's own value afterwards, not whatever an eager fixture of this test set.
+    import scrm.settings as project_settings
+
+    saved["task_always_eager"] = project_settings.CELERY_TASK_ALWAYS_EAGER
     app.conf.update(broker_url=env["CELERY_BROKER_URL"], broker_transport_options=transport_options, task_always_eager=False)
     app._pool = None
+    app.amqp._producer_pool = None
     processes: list[subprocess.Popen] = []
 
-    def start(concurrency: int = 1, queue: str = "default") -> subprocess.Popen:
+    def start(concurrency: int = 1, queue: str = "default", extra_env: dict | None = None) -> subprocess.Popen:
         log = open(tmp_path / f"worker-{len(processes)}.log", "w")  # noqa: SIM115 - closed with the process
         process = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "scrm", "worker", "--loglevel=INFO", f"--concurrency={concurrency}",
              "-Q", queue, "--without-gossip", "--without-mingle", "--without-heartbeat"],
-            cwd=settings.BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=settings.BASE_DIR, env={**env, **(extra_env or {})}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         processes.append(process)
         time.sleep(0.5)
@@ -148,3 +153,4 @@ def celery_worker_process(transactional_db, tmp_path):
         process.wait(timeout=10)
     app.conf.update(saved)
     app._pool = None
+    app.amqp._producer_pool = None

@@ -1,0 +1,466 @@
+"""The sending engine: plan a broadcast's deliveries in one statement, then let workers claim chunks of
+pending deliveries, check consent, caps and quiet hours again at that moment, and send them.
+
+Exactly-once rests on the ``Delivery`` ledger:
+
+* planning is one ``INSERT … SELECT … ON CONFLICT DO NOTHING`` (unique per broadcast and contact), so it
+  can run twice and still write each row once;
+* a chunk is claimed with ``SELECT … FOR UPDATE SKIP LOCKED`` (PostgreSQL) or under SQLite's write lock,
+  and acts only on rows still ``pending``;
+* with a transactional gateway (the outbox) the message is written in the same transaction that marks
+  the delivery sent: a worker killed at any point rolls both back, and the rows are simply pending again;
+* with an external gateway the claim (``sending``) is committed first, then the message goes out and the
+  result is recorded; a worker killed in between leaves rows ``sending``, which the sweeper hands back
+  after ``STUCK_AFTER``. That window is the only place a message could go out twice; the gateways pass
+  an idempotency key (delivery id) so the receiving side can drop the repeat.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections import defaultdict
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Case, CharField, Exists, F, OuterRef, Q, QuerySet, Value, When
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from communities.models import Membership
+from contacts.models import Contact, Purchase
+from contacts.selectors import contacts_visible_to
+
+from . import content, policy
+from .gateways import OutgoingMessage, SendResult, gateway_for
+from .models import Broadcast, Delivery, FrequencyPolicy, MessageTemplate
+
+logger = logging.getLogger(__name__)
+
+CHUNK_SIZE = getattr(settings, "SCRM_SEND_CHUNK", 1000)
+STUCK_AFTER = dt.timedelta(minutes=10)
+MAX_ATTEMPTS = 5
+RETRY_BASE = dt.timedelta(seconds=30)
+
+# The contact field that addresses a message on each medium (the outbox needs none).
+ADDRESS_FIELDS = {
+    "wecom": "wecom_external_userid",
+    "group": "wecom_external_userid",
+    "official_account": "wechat_unionid",
+    "sms": "phone",
+    "email": "email",
+}
+
+
+# --- Audience and planning ------------------------------------------------------------------
+
+
+def broadcast_audience(broadcast: Broadcast) -> QuerySet[Contact]:
+    """The live contacts a broadcast targets: its segment and/or the current members of its communities,
+    limited to the contacts its author may see (an operator's broadcast reaches only their own)."""
+    from .segments import segment_q
+
+    parts = []
+    if broadcast.segment_id:
+        parts.append(segment_q(broadcast.segment.rules))
+    community_ids = list(broadcast.communities.values_list("pk", flat=True))
+    if community_ids:
+        members = Membership.objects.filter(
+            contact_id=OuterRef("pk"), community_id__in=community_ids, left_at__isnull=True
+        )
+        parts.append(Q(Exists(members)))
+    contacts = contacts_visible_to(broadcast.created_by).filter(erased_at__isnull=True)
+    if not parts:
+        return contacts.none()
+    audience = parts[0]
+    for part in parts[1:]:
+        audience |= part
+    return contacts.filter(audience)
+
+
+def _suppression_reason(*, medium: str, needs_address: bool, over_cap) -> Case:
+    """The SQL expression that decides, per contact, why a delivery is suppressed ('' = send it)."""
+    whens = [
+        When(opted_out_at__isnull=False, then=Value(Delivery.Reason.OPTED_OUT)),
+        When(marketing_consent=False, then=Value(Delivery.Reason.NO_CONSENT)),
+    ]
+    if needs_address:
+        field = ADDRESS_FIELDS[medium]
+        whens.append(When(Q(**{f"{field}__isnull": True}) | Q(**{field: ""}), then=Value(Delivery.Reason.NO_ADDRESS)))
+    if over_cap is not None:
+        whens.append(When(pk__in=over_cap, then=Value(Delivery.Reason.FREQUENCY_CAP)))
+    return Case(*whens, default=Value(""), output_field=CharField())
+
+
+def broadcast_plan(*, broadcast: Broadcast, now: dt.datetime | None = None) -> int:
+    """Write one delivery per targeted contact in a single ``INSERT … SELECT``: pending, or suppressed
+    with the reason (no consent, opted out, no address, already at a frequency cap). Idempotent."""
+    now = now or timezone.now()
+    template = broadcast.template
+    current = policy.policy_get()
+    is_marketing = not template.is_service
+    over_cap = None
+    if policy.caps_apply(is_marketing=is_marketing, policy=current):
+        over_cap = policy.over_cap_contacts(policy.cap_windows(medium=broadcast.medium, now=now))
+    gateway = gateway_for(broadcast.medium)
+    reason = _suppression_reason(medium=broadcast.medium, needs_address=gateway.needs_address, over_cap=over_cap)
+    rows = broadcast_audience(broadcast).annotate(
+        d_reason=reason,
+        d_status=Case(
+            When(d_reason="", then=Value(Delivery.Status.PENDING)),
+            default=Value(Delivery.Status.SUPPRESSED),
+            output_field=CharField(),
+        ),
+    )
+    columns = {
+        "broadcast_id": Value(broadcast.pk),
+        "contact_id": F("pk"),
+        "medium": Value(broadcast.medium),
+        "template_id": Value(template.pk),
+        "is_marketing": Value(is_marketing),
+        "status": F("d_status"),
+        "reason": F("d_reason"),
+        "attempts": Value(0),
+        "created_at": Value(now),
+        "error": Value(""),
+        "gateway": Value(""),
+        "gateway_message_id": Value(""),
+        "gateway_state": Value(""),
+    }
+    select = rows.annotate(**{f"c_{name}": expr for name, expr in columns.items()}).values(
+        *[f"c_{name}" for name in columns]
+    )
+    select_sql, params = select.order_by().query.sql_with_params()
+    qn = connection.ops.quote_name
+    target = ", ".join(qn(name) for name in columns)
+    source = ", ".join(f"s.{qn('c_' + name)}" for name in columns)
+    # The audience SQL comes from the ORM (whitelisted segment rules compiled to Q objects) with its
+    # parameters bound separately: no user input is ever spliced into this statement.
+    sql = (
+        f"INSERT INTO {qn(Delivery._meta.db_table)} ({target}) "
+        f"SELECT {source} FROM ({select_sql}) s WHERE true "
+        "ON CONFLICT DO NOTHING"
+    )
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            inserted = cursor.rowcount
+        total = Delivery.objects.filter(broadcast=broadcast).count()
+        Broadcast.objects.filter(pk=broadcast.pk).update(planned_at=timezone.now(), total_targeted=total)
+    logger.info("broadcast %s planned: %s new deliveries, %s in all", broadcast.pk, inserted, total)
+    return inserted
+
+
+# --- Sending --------------------------------------------------------------------------------
+
+
+@dataclass
+class ChunkResult:
+    claimed: int = 0
+    sent: int = 0
+    failed: int = 0
+    retried: int = 0
+    suppressed: int = 0
+    deferred: int = 0
+
+    def __iadd__(self, other: ChunkResult) -> ChunkResult:
+        for field in ("claimed", "sent", "failed", "retried", "suppressed", "deferred"):
+            setattr(self, field, getattr(self, field) + getattr(other, field))
+        return self
+
+
+_CONTACT_FIELDS = (
+    "id",
+    "name",
+    "region",
+    "city",
+    "first_purchase_at",
+    "marketing_consent",
+    "opted_out_at",
+    "erased_at",
+    "merged_into_id",
+    "phone",
+    "email",
+    "wecom_external_userid",
+    "wechat_unionid",
+    "owner__username",
+    "owner__first_name",
+    "owner__last_name",
+)
+
+
+def _pending(source: Q, now: dt.datetime) -> QuerySet[Delivery]:
+    return Delivery.objects.filter(source, status=Delivery.Status.PENDING).filter(
+        Q(not_before__isnull=True) | Q(not_before__lte=now)
+    )
+
+
+def _broadcast_source(broadcast_id: int | None) -> Q:
+    return Q(broadcast_id=broadcast_id) if broadcast_id else Q(broadcast__isnull=True)
+
+
+def deliveries_quiet_hours(*, broadcast_id: int | None, now: dt.datetime, current: FrequencyPolicy) -> ChunkResult:
+    """Inside quiet hours nothing is sent: the due pending deliveries are deferred to the end of the
+    quiet hours, or suppressed when their broadcast says not to defer. Set-based, two statements."""
+    until = policy.quiet_hours_end(now, policy=current)
+    result = ChunkResult()
+    if until is None:
+        return result
+    due = _pending(_broadcast_source(broadcast_id), now)
+    no_defer = Q(broadcast__defer_quiet_hours=False)
+    result.suppressed = due.filter(no_defer).update(
+        status=Delivery.Status.SUPPRESSED, reason=Delivery.Reason.QUIET_HOURS, claimed_at=None
+    )
+    result.deferred = due.exclude(no_defer).update(not_before=until)
+    return result
+
+
+def deliveries_send_chunk(
+    *, broadcast_id: int | None, now: dt.datetime | None = None, chunk_size: int = CHUNK_SIZE
+) -> ChunkResult:
+    """Claim up to ``chunk_size`` due pending deliveries of one broadcast (or of the automations when
+    ``broadcast_id`` is None), re-check them, and send them. Returns what happened; ``claimed == 0`` means
+    there is nothing due."""
+    now = now or timezone.now()
+    current = policy.policy_get()
+    if policy.quiet_hours_end(now, policy=current) is not None:
+        result = deliveries_quiet_hours(broadcast_id=broadcast_id, now=now, current=current)
+        result.claimed = 0
+        return result
+    result = ChunkResult()
+    external: list[tuple] = []
+    with transaction.atomic():
+        claimed = list(
+            _pending(_broadcast_source(broadcast_id), now)
+            .select_for_update(skip_locked=True, of=("self",))
+            .order_by("id")
+            .values_list("id", "contact_id", "medium", "template_id", "is_marketing", "attempts", "broadcast_id")[
+                :chunk_size
+            ]
+        )
+        if not claimed:
+            return result
+        result.claimed = len(claimed)
+        contact_ids = sorted({row[1] for row in claimed})
+        contacts = _lock_contacts(contact_ids)
+        accepted, suppressed = _check(claimed, contacts, now=now, current=current)
+        for reason, ids in suppressed.items():
+            Delivery.objects.filter(pk__in=ids, status=Delivery.Status.PENDING).update(
+                status=Delivery.Status.SUPPRESSED, reason=reason
+            )
+            result.suppressed += len(ids)
+        by_medium: dict[str, list[OutgoingMessage]] = defaultdict(list)
+        for message in _render(accepted, contacts):
+            by_medium[message.medium].append(message)
+        for medium, messages in by_medium.items():
+            gateway = gateway_for(medium)
+            ids = [m.delivery_id for m in messages]
+            if gateway.transactional:
+                results = gateway.send(messages)
+                result += _record(results, gateway.name, now=now, attempts_of={row[0]: row[5] for row in claimed})
+            else:
+                # Commit the claim first: the caps count it from now on, and a crash leaves it visible.
+                Delivery.objects.filter(pk__in=ids, status=Delivery.Status.PENDING).update(
+                    status=Delivery.Status.SENDING, claimed_at=now, attempts=F("attempts") + 1, gateway=gateway.name
+                )
+                external.append((gateway, messages))
+        if broadcast_id:
+            Broadcast.objects.filter(pk=broadcast_id).update(heartbeat_at=now)
+    attempts_of = {row[0]: row[5] + 1 for row in claimed}
+    for gateway, messages in external:
+        try:
+            results = gateway.send(messages)
+        except Exception as exc:  # a programming error in a gateway must not leave the rows SENDING forever
+            logger.exception("gateway %s failed", gateway.name)
+            results = [SendResult(m.delivery_id, ok=False, transient=True, error=str(exc)) for m in messages]
+        with transaction.atomic():
+            result += _record(results, gateway.name, now=timezone.now(), attempts_of=attempts_of, from_sending=True)
+    return result
+
+
+def _lock_contacts(contact_ids: list[int]) -> dict[int, dict]:
+    """The chunk's contacts, locked (in id order, so two senders never deadlock) until the claim commits:
+    a second broadcast reaching the same contact waits here and then counts this one's deliveries."""
+    rows = Contact.objects.filter(pk__in=contact_ids).order_by("pk")
+    if connection.features.has_select_for_update:
+        rows = rows.select_for_update(no_key=True, of=("self",))
+    return {row["id"]: row for row in rows.values(*_CONTACT_FIELDS)}
+
+
+def _check(claimed, contacts, *, now, current) -> tuple[list[tuple], dict[str, list[int]]]:
+    """Split a claimed chunk into the rows to send and the rows to suppress, per reason. The caps are
+    counted once for the chunk's contacts, then every accepted row counts for the rows after it."""
+    suppressed: dict[str, list[int]] = defaultdict(list)
+    accepted = []
+    windows: list[policy.CapWindow] | None = None
+    counts: dict[int, dict[int, int]] = {}
+    for row in claimed:
+        delivery_id, contact_id, medium, _template_id, is_marketing, _attempts, _broadcast = row
+        contact = contacts.get(contact_id)
+        if contact is None or contact["erased_at"] or contact["merged_into_id"]:
+            suppressed[Delivery.Reason.GONE].append(delivery_id)
+            continue
+        if contact["opted_out_at"]:
+            suppressed[Delivery.Reason.OPTED_OUT].append(delivery_id)
+            continue
+        if not contact["marketing_consent"]:
+            suppressed[Delivery.Reason.NO_CONSENT].append(delivery_id)
+            continue
+        if gateway_for(medium).needs_address and not contact.get(ADDRESS_FIELDS[medium]):
+            suppressed[Delivery.Reason.NO_ADDRESS].append(delivery_id)
+            continue
+        if policy.caps_apply(is_marketing=is_marketing, policy=current):
+            if windows is None:
+                windows = policy.cap_windows(medium=None, now=now)
+                counts = policy.cap_counts(windows, list(contacts))
+            relevant = [w for w in windows if w.applies_to(medium)]
+            if any(counts[w.cap_id].get(contact_id, 0) >= w.limit for w in relevant):
+                suppressed[Delivery.Reason.FREQUENCY_CAP].append(delivery_id)
+                continue
+            for w in relevant:
+                counts[w.cap_id][contact_id] = counts[w.cap_id].get(contact_id, 0) + 1
+        accepted.append(row)
+    return accepted, suppressed
+
+
+def _owner_name(contact: dict) -> str:
+    full = f"{contact['owner__last_name']}{contact['owner__first_name']}".strip()
+    return full or (contact["owner__username"] or "")
+
+
+def _render(accepted, contacts) -> list[OutgoingMessage]:
+    if not accepted:
+        return []
+    templates = {t.pk: t for t in MessageTemplate.objects.filter(pk__in={row[3] for row in accepted})}
+    broadcast_ids = {row[6] for row in accepted if row[6]}
+    variables_of = dict(Broadcast.objects.filter(pk__in=broadcast_ids).values_list("pk", "variables"))
+    run_extras = _automation_extras([row[0] for row in accepted if not row[6]])
+    messages = []
+    for delivery_id, contact_id, medium, template_id, _m, _a, broadcast_id in accepted:
+        contact = contacts[contact_id]
+        template = templates[template_id]
+        if broadcast_id:
+            variables, extra = variables_of.get(broadcast_id) or {}, {}
+        else:
+            variables, extra = run_extras.get(delivery_id, ({}, {}))
+        row = dict(contact, owner_name=_owner_name(contact))
+        values = content.contact_values(row, variables=variables, extra=extra)
+        messages.append(
+            OutgoingMessage(
+                delivery_id=delivery_id,
+                contact_id=contact_id,
+                medium=medium,
+                subject=content.template_render(template.subject, values=values) if template.subject else "",
+                body=content.template_render(template.body, values=values),
+                address=(contact.get(ADDRESS_FIELDS.get(medium, "")) or "") if medium in ADDRESS_FIELDS else "",
+                sender=contact["owner__username"] or "",
+            )
+        )
+    return messages
+
+
+def _automation_extras(delivery_ids: list[int]) -> dict[int, tuple[dict, dict]]:
+    """For automation deliveries: the automation's variables and the run's product name."""
+    if not delivery_ids:
+        return {}
+    rows = Delivery.objects.filter(pk__in=delivery_ids).values_list(
+        "pk", "automation_run__automation__variables", "automation_run__product__name"
+    )
+    return {pk: (variables or {}, {"product": product or ""}) for pk, variables, product in rows}
+
+
+def _record(
+    results: list[SendResult], gateway_name: str, *, now, attempts_of: dict[int, int], from_sending: bool = False
+) -> ChunkResult:
+    """Write the gateway's answers: sent; failed for good; or back to pending with a backoff."""
+    result = ChunkResult()
+    expected = Delivery.Status.SENDING if from_sending else Delivery.Status.PENDING
+    ok = [r for r in results if r.ok]
+    plain_ok = [r.delivery_id for r in ok if not r.message_id and not r.state]
+    if plain_ok:
+        result.sent += Delivery.objects.filter(pk__in=plain_ok, status=expected).update(
+            status=Delivery.Status.SENT,
+            sent_at=now,
+            claimed_at=Coalesce(F("claimed_at"), Value(now)) if from_sending else Value(now),
+            attempts=F("attempts") + (0 if from_sending else 1),
+            gateway=gateway_name,
+            error="",
+        )
+    grouped: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for r in ok:
+        if r.message_id or r.state:
+            grouped[(r.message_id, r.state)].append(r.delivery_id)
+    for (message_id, state), ids in grouped.items():
+        result.sent += Delivery.objects.filter(pk__in=ids, status=expected).update(
+            status=Delivery.Status.SENT,
+            sent_at=now,
+            claimed_at=Coalesce(F("claimed_at"), Value(now)),
+            attempts=F("attempts") + (0 if from_sending else 1),
+            gateway=gateway_name,
+            gateway_message_id=message_id[:128],
+            gateway_state=state[:32],
+            error="",
+        )
+    for r in results:
+        if r.ok:
+            continue
+        attempts = attempts_of.get(r.delivery_id, 1)
+        rows = Delivery.objects.filter(pk=r.delivery_id, status=expected)
+        if r.transient and attempts < MAX_ATTEMPTS:
+            backoff = RETRY_BASE * (2 ** max(attempts - 1, 0))
+            result.retried += rows.update(
+                status=Delivery.Status.PENDING,
+                not_before=now + backoff,
+                claimed_at=None,
+                attempts=attempts,
+                gateway=gateway_name,
+                error=r.error[:2000],
+            )
+        else:
+            result.failed += rows.update(
+                status=Delivery.Status.FAILED, attempts=attempts, gateway=gateway_name, error=r.error[:2000]
+            )
+    return result
+
+
+# --- Housekeeping ---------------------------------------------------------------------------
+
+
+def deliveries_requeue_stuck(*, now: dt.datetime | None = None) -> int:
+    """Hand deliveries whose worker died mid-send (``sending`` for longer than any send takes) back to
+    pending. Harmless when run twice at once (a conditional update)."""
+    now = now or timezone.now()
+    return Delivery.objects.filter(status=Delivery.Status.SENDING, claimed_at__lt=now - STUCK_AFTER).update(
+        status=Delivery.Status.PENDING, claimed_at=None
+    )
+
+
+def broadcast_has_unfinished(broadcast_id: int) -> bool:
+    return Delivery.objects.filter(
+        broadcast_id=broadcast_id, status__in=(Delivery.Status.PENDING, Delivery.Status.SENDING)
+    ).exists()
+
+
+def broadcast_finish_if_done(*, broadcast_id: int, now: dt.datetime | None = None) -> bool:
+    """Mark a sending broadcast sent once none of its deliveries is pending or in flight."""
+    if broadcast_has_unfinished(broadcast_id):
+        return False
+    return bool(
+        Broadcast.objects.filter(pk=broadcast_id, status=Broadcast.Status.SENDING, planned_at__isnull=False).update(
+            status=Broadcast.Status.SENT, finished_at=now or timezone.now()
+        )
+    )
+
+
+def conversions_q(broadcast: Broadcast) -> Q:
+    """Paid purchases by the broadcast's recipients within its conversion window after their message."""
+    window = dt.timedelta(days=broadcast.conversion_window_days)
+    sent = Delivery.objects.filter(
+        broadcast=broadcast,
+        status=Delivery.Status.SENT,
+        contact_id=OuterRef("contact_id"),
+        sent_at__lte=OuterRef("purchased_at"),
+        sent_at__gt=OuterRef("purchased_at") - window,
+    )
+    return Q(status=Purchase.Status.PAID) & Q(Exists(sent))

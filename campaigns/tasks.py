@@ -1,0 +1,33 @@
+"""Celery entry points for campaigns. Each task takes ids and calls one service; all are safe to run
+twice (the delivery ledger and conditional updates decide what happens, not the task)."""
+
+from __future__ import annotations
+
+from celery import shared_task
+from django.db import InterfaceError, OperationalError
+
+from . import services
+
+_TRANSIENT = (OperationalError, InterfaceError)
+
+
+@shared_task(autoretry_for=_TRANSIENT, retry_backoff=2, retry_backoff_max=60, max_retries=10)
+def broadcasts_tick() -> dict[str, int]:
+    """Start due broadcasts, revive stalled ones, finish completed ones (every few seconds from beat)."""
+    return services.broadcasts_tick()
+
+
+@shared_task(autoretry_for=_TRANSIENT, retry_backoff=2, retry_backoff_max=60, max_retries=10)
+def broadcast_start(broadcast_id: int) -> int:
+    """Plan one broadcast's deliveries and start its senders."""
+    return services.broadcast_start(broadcast_id=broadcast_id)
+
+
+@shared_task(autoretry_for=_TRANSIENT, retry_backoff=2, retry_backoff_max=60, max_retries=10)
+def deliveries_send(broadcast_id: int | None) -> dict[str, int]:
+    """Send due deliveries of one broadcast (or of the automations) for a while, then hand over to a
+    fresh task if work is left."""
+    result = services.deliveries_send(broadcast_id=broadcast_id)
+    if result["more"]:
+        deliveries_send.delay(broadcast_id)
+    return result
