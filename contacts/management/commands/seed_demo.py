@@ -10,7 +10,8 @@ import time
 
 from django.core.management.base import BaseCommand, CommandError
 
-from contacts.demo import STAFF, demo_data_seed, demo_vacuum
+from campaigns.demo import campaigns_demo_seed
+from contacts.demo import STAFF, demo_data_seed, demo_staff_ensure, demo_vacuum
 from contacts.models import Contact
 
 
@@ -61,6 +62,9 @@ class Command(BaseCommand):
             touchpoints_per_contact=options["touchpoints_per_contact"],
             log=self.stdout.write,
         )
+        staff = demo_staff_ensure()
+        campaign_rows = campaigns_demo_seed(manager=staff["manager"], operator=staff["operator"])
+        result.rows.update({f"campaigns: {name}": count for name, count in campaign_rows.items()})
         vacuum_started = time.perf_counter()
         demo_vacuum()
         if time.perf_counter() - vacuum_started > 0.05:
