@@ -284,7 +284,8 @@ def _lock_contacts(contact_ids: list[int]) -> dict[int, dict]:
     a second broadcast reaching the same contact waits here and then counts this one's deliveries."""
     rows = Contact.objects.filter(pk__in=contact_ids).order_by("pk")
     if connection.features.has_select_for_update:
-        rows = rows.select_for_update(no_key=True, of=("self",))
+        # Lock first (no join: the owner is on the nullable side of one), then read with the owner.
+        list(rows.select_for_update(no_key=True).values_list("pk", flat=True))
     return {row["id"]: row for row in rows.values(*_CONTACT_FIELDS)}
 
 

@@ -291,7 +291,7 @@ def broadcast_start(*, broadcast_id: int) -> int:
     planned = 0
     with transaction.atomic():
         broadcast = (
-            Broadcast.objects.select_for_update(skip_locked=True)
+            Broadcast.objects.select_for_update(skip_locked=True, of=("self",))
             .filter(pk=broadcast_id, status=Broadcast.Status.SENDING)
             .select_related("template", "segment", "created_by")
             .first()

@@ -105,7 +105,9 @@ def test_community_audience_is_the_current_members(manager, template):
     community = CommunityFactory()
     inside, left = _contacts(2)
     MembershipFactory(community=community, contact=inside)
-    MembershipFactory(community=community, contact=left, left_at=timezone.now())
+    MembershipFactory(
+        community=community, contact=left, joined_at=timezone.now() - dt.timedelta(days=2), left_at=timezone.now()
+    )
     _contacts(2)
     broadcast = _send_now(_broadcast(manager, template, communities=[community]), manager)
     assert list(Delivery.objects.filter(broadcast=broadcast).values_list("contact_id", flat=True)) == [inside.pk]
