@@ -52,6 +52,8 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
         "campaigns.change_broadcast",
         "campaigns.view_delivery",
         "campaigns.view_automation",
+        "campaigns.view_frequencypolicy",
+        "campaigns.view_frequencycap",
         "campaigns.view_followuptask",
         "campaigns.add_followuptask",
         "campaigns.change_followuptask",

@@ -201,6 +201,11 @@ SPECTACULAR_SETTINGS = {
         "PurchaseStatusEnum": "contacts.models.Purchase.Status",
         "CommunityStatusEnum": "communities.models.Community.Status",
         "ImportStatusEnum": "contacts.models.ImportJob.Status",
+        "CampaignMediumEnum": "campaigns.models.Medium",
+        "BroadcastStatusEnum": "campaigns.models.Broadcast.Status",
+        "DeliveryStatusEnum": "campaigns.models.Delivery.Status",
+        "AutomationRunStatusEnum": "campaigns.models.AutomationRun.Status",
+        "FollowUpTaskStatusEnum": "campaigns.models.FollowUpTask.Status",
     },
 }
 
