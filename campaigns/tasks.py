@@ -31,3 +31,12 @@ def deliveries_send(broadcast_id: int | None) -> dict[str, int]:
     if result["more"]:
         deliveries_send.delay(broadcast_id)
     return result
+
+
+@shared_task(autoretry_for=_TRANSIENT, retry_backoff=2, retry_backoff_max=60, max_retries=10)
+def automations_tick() -> dict[str, dict[str, int]]:
+    """Write the runs of new trigger events, then act on the runs that are due (every minute from beat;
+    harmless when run twice at once: the runs' unique key and SKIP LOCKED claims decide)."""
+    from . import automations
+
+    return {"scan": automations.automations_scan(), "process": automations.automation_runs_process()}

@@ -282,6 +282,8 @@ CELERY_BEAT_SCHEDULE = {
     "analytics-scores-refresh": {"task": "analytics.tasks.scores_refresh_nightly", "schedule": crontab(hour=2, minute=0)},
     # Starts due broadcasts, revives stalled senders, finishes sent broadcasts.
     "campaigns-broadcasts-tick": {"task": "campaigns.tasks.broadcasts_tick", "schedule": 10.0},
+    # Finds new trigger events (sign-ups, orders, birthdays, repurchase due ...) and runs due SOP steps.
+    "campaigns-automations-tick": {"task": "campaigns.tasks.automations_tick", "schedule": 60.0},
 }
 # Sending: deliveries claimed per transaction, and how many sender tasks work on one broadcast at once.
 SCRM_SEND_CHUNK = env.int("SCRM_SEND_CHUNK", default=1000)
