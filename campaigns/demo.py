@@ -9,9 +9,9 @@ import datetime as dt
 from django.db import transaction
 from django.utils import timezone
 
-from contacts.models import Tag
-
+from .automations import automation_create
 from .models import Automation, Broadcast, MessageTemplate, Segment
+from .segments import segment_rules_validate
 
 TEMPLATES = (
     # name, category, kind, body, is_service
@@ -91,7 +91,7 @@ SEGMENTS = (
         "同意接收营销消息、未退订",
         {
             "op": "and",
-            "rules": [{"field": "consent", "operator": "is_true", "value": True}],
+            "rules": [{"field": "consent", "operator": "is_true"}],
         },
     ),
 )
@@ -115,10 +115,10 @@ def campaigns_demo_seed(*, manager, operator) -> dict[str, int]:
         segments = {}
         for name, description, rules in SEGMENTS:
             segments[name], _ = Segment.objects.get_or_create(
-                name=name, defaults={"description": description, "rules": rules, "created_by": manager}
+                name=name,
+                defaults={"description": description, "rules": segment_rules_validate(rules), "created_by": manager},
             )
         now = timezone.now()
-        vip = Tag.objects.filter(name="需回访").first()
         automations = (
             ("新客欢迎 SOP", Automation.Trigger.CONTACT_CREATED, {}, 5, "send_template", "新客欢迎语", {}),
             ("下单感谢", Automation.Trigger.PURCHASE_MADE, {}, 0, "send_template", "下单感谢", {}),
@@ -135,21 +135,19 @@ def campaigns_demo_seed(*, manager, operator) -> dict[str, int]:
             ("30天未互动→回访任务", Automation.Trigger.INACTIVE, {"days": 30}, 0, "create_task", None, {}),
         )
         for name, trigger, config, delay, action, template_name, variables in automations:
-            Automation.objects.get_or_create(
+            if Automation.objects.filter(name=name).exists():
+                continue
+            automation_create(
+                created_by=manager,
                 name=name,
-                defaults={
-                    "trigger": trigger,
-                    "trigger_config": config,
-                    "delay_minutes": delay,
-                    "action": action,
-                    "template": templates.get(template_name) if template_name else None,
-                    "variables": variables,
-                    "task_title": "客户30天未互动，请电话或企微回访" if action == "create_task" else "",
-                    "tag": vip if action in ("add_tag", "remove_tag") else None,
-                    "is_active": True,
-                    "active_since": now,
-                    "created_by": manager,
-                },
+                trigger=trigger,
+                trigger_config=config,
+                delay_minutes=delay,
+                action=action,
+                template=templates.get(template_name) if template_name else None,
+                variables=variables,
+                task_title="客户30天未互动，请电话或企微回访" if action == "create_task" else "",
+                is_active=True,
             )
         if not Broadcast.objects.exists():
             Broadcast.objects.create(
