@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from django.urls import path
 from rest_framework.routers import DefaultRouter
 
+from analytics.api import views as analytics_views
+from campaigns.api.urls import router as campaigns_router
 from communities.api.views import CommunityViewSet, MembershipViewSet
 from contacts.api import views as contact_views
 
@@ -20,4 +23,20 @@ router.register("touchpoints", contact_views.TouchpointViewSet, basename="touchp
 router.register("communities", CommunityViewSet, basename="community")
 router.register("memberships", MembershipViewSet, basename="membership")
 
-urlpatterns = router.urls
+# Campaigns have their own router (it serves the singleton frequency-policy/ without an id).
+urlpatterns = router.urls + campaigns_router.urls
+
+# Analytics reports (GET only; ?format=csv for the tables): analytics/api/views.py.
+urlpatterns += [
+    path("analytics/overview/", analytics_views.OverviewView.as_view(), name="analytics-overview"),
+    path("analytics/kpis/", analytics_views.KpisView.as_view(), name="analytics-kpis"),
+    path("analytics/cohorts/", analytics_views.CohortsView.as_view(), name="analytics-cohorts"),
+    path("analytics/funnel/", analytics_views.FunnelView.as_view(), name="analytics-funnel"),
+    path("analytics/channels/", analytics_views.ChannelsView.as_view(), name="analytics-channels"),
+    path("analytics/decomposition/", analytics_views.DecompositionView.as_view(), name="analytics-decomposition"),
+    path("analytics/layers/", analytics_views.LayersView.as_view(), name="analytics-layers"),
+    path("analytics/communities/", analytics_views.CommunitiesView.as_view(), name="analytics-communities"),
+    path("analytics/koc/", analytics_views.KocView.as_view(), name="analytics-koc"),
+    path("analytics/trend/", analytics_views.TrendView.as_view(), name="analytics-trend"),
+    path("analytics/drilldown/", analytics_views.DrilldownView.as_view(), name="analytics-drilldown"),
+]
