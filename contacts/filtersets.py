@@ -14,6 +14,7 @@ from django_filters.constants import EMPTY_VALUES
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 
+from analytics.models import Layer
 from communities.models import Community, Membership
 
 from .models import Channel, Contact, ContactTag, Purchase, Tag, Touchpoint
@@ -60,12 +61,8 @@ class DayToFilter(filters.DateFilter):
 # a DISTINCT over every column of every matching row.
 class ContactFilterSet(filters.FilterSet):
     search = filters.CharFilter(method="filter_search", label=_("Search name or phone"))
-    tag = ModelIdsFilter(
-        queryset=Tag.objects.all(), method="filter_tag_any", label=_("Has any of the tags")
-    )
-    tag_all = ModelIdsFilter(
-        queryset=Tag.objects.all(), method="filter_tag_all", label=_("Has all of the tags")
-    )
+    tag = ModelIdsFilter(queryset=Tag.objects.all(), method="filter_tag_any", label=_("Has any of the tags"))
+    tag_all = ModelIdsFilter(queryset=Tag.objects.all(), method="filter_tag_all", label=_("Has all of the tags"))
     stage = filters.MultipleChoiceFilter(choices=Contact.Stage.choices, distinct=False, label=_("Lifecycle stage"))
     channel = filters.ModelMultipleChoiceFilter(queryset=Channel.objects.all(), distinct=False, label=_("Channel"))
     owner = filters.ModelChoiceFilter(queryset=User.objects.all(), label=_("Owner"))
@@ -80,10 +77,34 @@ class ContactFilterSet(filters.FilterSet):
     region = filters.CharFilter(label=_("Region"))
     marketing_consent = filters.BooleanFilter(label=_("Marketing consent"))
     external_id = filters.CharFilter(label=_("External ID"))
+    # The nightly scores (analytics.ContactScore, one row per contact): segments by user layer and by predicted
+    # CLV. A one-to-one join never duplicates rows; contacts not scored yet match none of these filters.
+    layer = filters.MultipleChoiceFilter(
+        field_name="score__layer", choices=Layer.choices, distinct=False, label=_("RFM layer")
+    )
+    predicted_clv_min = filters.NumberFilter(
+        field_name="score__predicted_clv", lookup_expr="gte", label=_("Predicted CLV at least")
+    )
+    predicted_clv_max = filters.NumberFilter(
+        field_name="score__predicted_clv", lookup_expr="lte", label=_("Predicted CLV at most")
+    )
 
     class Meta:
         model = Contact
-        fields = ["search", "tag", "tag_all", "stage", "channel", "owner", "community", "acquired_from", "acquired_to"]
+        fields = [
+            "search",
+            "tag",
+            "tag_all",
+            "stage",
+            "channel",
+            "owner",
+            "community",
+            "acquired_from",
+            "acquired_to",
+            "layer",
+            "predicted_clv_min",
+            "predicted_clv_max",
+        ]
 
     def filter_search(self, queryset, name, value):
         value = value.strip()

@@ -10,11 +10,13 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -24,6 +26,8 @@ from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 from django.views.decorators.http import require_POST
 
+from analytics.forms import DRILL_PREFIX, DrillDownForm
+from analytics.models import ClvFit
 from communities.selectors import communities_visible_to, membership_list
 
 from . import selectors
@@ -61,10 +65,60 @@ def _form_errors(form) -> str:
 # --- List, bulk tagging, export -------------------------------------------------------------------
 
 
+@dataclass
+class DrillDown:
+    """The drill-down of a contact list request: its form (with errors when the parameters are bad) and,
+    when they are good, the contacts behind the report's number."""
+
+    form: DrillDownForm
+    contacts: QuerySet[Contact] | None
+
+
+def _drill_down(request: HttpRequest, queryset: QuerySet[Contact]) -> tuple[DrillDown | None, QuerySet[Contact]]:
+    """Narrow the list to the contacts behind a report's number when the query string has ``drill-…``
+    parameters (``analytics.forms.DrillDownForm``). The metric service scopes the contacts to the user like
+    every report, and the list's own queryset scopes them again. Invalid parameters leave the list as it is;
+    the form carries the errors for the page to show."""
+    if not DrillDownForm.present(request.GET):
+        return None, queryset
+    form = DrillDownForm(request.GET, user=request.user)
+    contacts = form.contacts()
+    if contacts is not None:
+        queryset = queryset.filter(pk__in=contacts.values("pk"))
+    return DrillDown(form=form, contacts=contacts), queryset
+
+
+def _drill_context(request: HttpRequest, drill: DrillDown | None, filterset, page_obj) -> dict:
+    if drill is None:
+        return {"drill": None}
+    kept = request.GET.copy()
+    for key in list(kept):
+        if key.startswith(f"{DRILL_PREFIX}-") or key == "page":
+            del kept[key]
+    context = {
+        "drill": drill,
+        "drill_clear_url": reverse("contacts:list") + (f"?{kept.urlencode()}" if kept else ""),
+        "drill_hidden": [
+            (key, value)
+            for key, values in request.GET.lists()
+            if key.startswith(f"{DRILL_PREFIX}-")
+            for value in values
+        ],
+    }
+    if drill.contacts is not None:
+        context["drill_label"] = drill.form.label()
+        # The list's own filters may narrow it further: the banner counts the contacts behind the number.
+        context["drill_count"] = drill.contacts.count() if filterset.is_filtered else page_obj.paginator.count
+    else:
+        context["drill_errors"] = drill.form.error_text()
+    return context
+
+
 @login_required
 @permission_required("contacts.view_contact", raise_exception=True)
 def contact_list(request: HttpRequest) -> HttpResponse:
-    filterset = DashboardContactFilterSet(request.GET, queryset=selectors.contact_list(request.user), request=request)
+    drill, queryset = _drill_down(request, selectors.contact_list(request.user))
+    filterset = DashboardContactFilterSet(request.GET, queryset=queryset, request=request)
     page_obj = Paginator(filterset.qs, PAGE_SIZE).get_page(request.GET.get("page"))
     contacts = list(page_obj.object_list)
     for contact in contacts:
@@ -81,6 +135,7 @@ def contact_list(request: HttpRequest) -> HttpResponse:
             "can_export": user.has_perm("contacts.export_contacts"),
             "can_import": user.has_perm("contacts.import_contacts"),
             "shows_owner": filterset.shows_owner,
+            **_drill_context(request, drill, filterset, page_obj),
         },
     )
 
@@ -127,9 +182,8 @@ def contact_export(request: HttpRequest) -> StreamingHttpResponse:
     """The list's filtered contacts as CSV, streamed so that a large export holds no memory."""
     from contacts.exports import contact_csv_rows
 
-    filterset = DashboardContactFilterSet(
-        request.GET, queryset=selectors.contacts_visible_to(request.user), request=request
-    )
+    _drill, queryset = _drill_down(request, selectors.contacts_visible_to(request.user))
+    filterset = DashboardContactFilterSet(request.GET, queryset=queryset, request=request)
     response = StreamingHttpResponse(contact_csv_rows(filterset.qs), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="contacts-{timezone.localtime():%Y%m%d-%H%M}.csv"'
     return response
@@ -174,8 +228,12 @@ def _contact_page_context(request: HttpRequest, contact: Contact) -> dict:
         and selectors.contacts_visible_to(user).filter(pk=contact.referred_by_id).exists()
     )
     can_change = user.has_perm("contacts.change_contact")
+    score = getattr(contact, "score", None)  # the nightly ContactScore row, if the contact was scored yet
+    clv_fit = ClvFit.objects.filter(status=ClvFit.Status.DONE, as_of=score.as_of).first() if score else None
     return {
         "contact": contact,
+        "score": score,
+        "clv_horizon_days": clv_fit.horizon_days if clv_fit else None,
         "tag_groups": _tags_by_group(tag_links),
         "tag_count": len(tag_links),
         "memberships": memberships,
@@ -197,7 +255,7 @@ def _contact_page_context(request: HttpRequest, contact: Contact) -> dict:
 @login_required
 @permission_required("contacts.view_contact", raise_exception=True)
 def contact_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    contact = get_object_or_404(selectors.contact_detail(request.user), pk=pk)
+    contact = get_object_or_404(selectors.contact_detail(request.user).select_related("score"), pk=pk)
     return render(request, "contacts/contact_detail.html", _contact_page_context(request, contact))
 
 

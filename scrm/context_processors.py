@@ -14,6 +14,9 @@ NAVIGATION = [
     ("contacts:list", _("Contacts"), "contacts.view_contact"),
     ("contacts:import", _("Import"), "contacts.import_contacts"),
     ("communities:list", _("Communities"), "communities.view_community"),
+    ("campaigns:broadcast_list", _("Campaigns"), "campaigns.view_broadcast"),
+    ("campaigns:task_list", _("My tasks"), "campaigns.view_followuptask"),
+    ("analytics:overview", _("Reports"), "analytics.view_reports"),
 ]
 
 ROLE_LABELS = {

@@ -18,6 +18,8 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("contacts/", include("contacts.urls")),
     path("communities/", include("communities.urls")),
+    path("reports/", include("analytics.urls")),
+    path("campaigns/", include("campaigns.urls")),
     path("", RedirectView.as_view(pattern_name="contacts:list", permanent=False), name="home"),
 ]
 
