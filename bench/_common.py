@@ -13,7 +13,7 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
 
 # The benchmarks drop and fill databases: only these throw-away names are accepted.
-ALLOWED_DATABASES = {"scrm_c", "test_scrm_c", "scrm_bench"}
+ALLOWED_DATABASES = {"scrm_c", "test_scrm_c", "scrm_bench", "scrm_bench_c"}
 DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/scrm_bench"
 
 

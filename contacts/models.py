@@ -68,6 +68,7 @@ class ChannelSpend(models.Model):
 
 
 _LIVE = Q(merged_into__isnull=True)
+_PAID = Q(status="paid")
 
 
 class Contact(models.Model):
@@ -171,6 +172,20 @@ class Contact(models.Model):
             models.Index(fields=["-acquired_at", "-id"], name="contact_acquired"),
             models.Index(fields=["last_purchase_at"], name="contact_last_purchase"),
             models.Index(fields=["referred_by"], name="contact_referred_by"),
+            # The analytics overview (bench/analytics_overview.py): new customers of a period per channel
+            # and the distinct referrers of its leads are read from these alone (index-only scans).
+            models.Index(fields=["first_purchase_at", "channel"], name="contact_first_purchase", condition=_LIVE),
+            models.Index(
+                fields=["acquired_at", "referred_by"],
+                name="contact_referred_acquired",
+                condition=_LIVE & Q(referred_by__isnull=False),
+            ),
+            # The live month of the purchase-retention matrix: the cohort contacts who bought since its start.
+            models.Index(
+                fields=["last_purchase_at", "acquired_at", "id"],
+                name="contact_live_last_purchase",
+                condition=_LIVE & Q(last_purchase_at__isnull=False),
+            ),
         ]
         constraints = [
             models.CheckConstraint(condition=Q(total_spent__gte=0), name="contact_total_spent_not_negative"),
@@ -357,6 +372,11 @@ class Purchase(models.Model):
         indexes = [
             models.Index(fields=["contact", "-purchased_at"], name="purchase_contact_time"),
             models.Index(fields=["purchased_at"], name="purchase_time"),
+            # Paid purchases with their contact and amount, for index-only scans in the reports: by time
+            # (revenue, orders and buyers of a short period; the live month of the retention matrix) and
+            # by contact (buyers and repeat buyers of a long period, grouped in index order).
+            models.Index(fields=["purchased_at", "contact", "amount"], name="purchase_paid_time", condition=_PAID),
+            models.Index(fields=["contact", "purchased_at", "amount"], name="purchase_paid_contact", condition=_PAID),
         ]
 
     def __str__(self) -> str:

@@ -105,6 +105,16 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 else:
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # Session settings sent with every connection (libpq "options"). JIT is off: the report queries are
+    # over in well under a second, and compiling one costs 10-90 ms (the most on a fresh connection,
+    # which loads LLVM), more than it saves (bench/analytics_overview.py). work_mem is left to the server:
+    # at 32 MB and above the planner hashes half a million per-contact sums of a year's purchases instead
+    # of grouping them in index order, which is slower. Set DATABASE_PG_OPTIONS to replace these
+    # ("-c jit=off -c work_mem=16MB" ...) or to "" to send none; a URL's own ?options= is kept.
+    _pg_options = env.str("DATABASE_PG_OPTIONS", default="-c jit=off")
+    if _pg_options:
+        DATABASES["default"].setdefault("OPTIONS", {}).setdefault("options", _pg_options)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Cache ----------------------------------------------------------------------------------
