@@ -65,7 +65,7 @@ class MessageTemplateFilterSet(filters.FilterSet):
 class BroadcastFilterSet(filters.FilterSet):
     search = filters.CharFilter(field_name="name", lookup_expr="icontains", label=_("Search name"))
     status = filters.MultipleChoiceFilter(choices=Broadcast.Status.choices, distinct=False, label=_("Status"))
-    medium = filters.ChoiceFilter(choices=Medium.choices, label=_("Medium"))
+    medium = filters.ChoiceFilter(choices=Medium.choices, label=_("Sent via"))
     segment = filters.NumberFilter(field_name="segment_id", label=_("Segment"))
     template = filters.NumberFilter(field_name="template_id", label=_("Template"))
     created_by = filters.NumberFilter(field_name="created_by_id", label=_("Created by"))
@@ -83,7 +83,7 @@ class DeliveryFilterSet(filters.FilterSet):
     contact = filters.NumberFilter(field_name="contact_id", label=_("Contact"))
     status = filters.MultipleChoiceFilter(choices=Delivery.Status.choices, distinct=False, label=_("Status"))
     reason = filters.MultipleChoiceFilter(choices=Delivery.Reason.choices, distinct=False, label=_("Reason"))
-    medium = filters.ChoiceFilter(choices=Medium.choices, label=_("Medium"))
+    medium = filters.ChoiceFilter(choices=Medium.choices, label=_("Sent via"))
 
     class Meta:
         model = Delivery
@@ -93,7 +93,7 @@ class DeliveryFilterSet(filters.FilterSet):
 class OutboxMessageFilterSet(filters.FilterSet):
     broadcast = filters.NumberFilter(field_name="delivery__broadcast_id", label=_("Broadcast"))
     contact = filters.NumberFilter(field_name="contact_id", label=_("Contact"))
-    medium = filters.ChoiceFilter(choices=Medium.choices, label=_("Medium"))
+    medium = filters.ChoiceFilter(choices=Medium.choices, label=_("Sent via"))
 
     class Meta:
         model = OutboxMessage

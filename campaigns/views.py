@@ -22,7 +22,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy as _lazy
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 
 from communities.selectors import communities_visible_to
@@ -99,18 +99,18 @@ VALUE_INPUTS = {
     "region": "text",
 }
 OPERATOR_LABELS = {
-    "in": _lazy("is any of"),
-    "not_in": _lazy("is none of"),
-    "any": _lazy("has any of"),
-    "all": _lazy("has all of"),
-    "none": _lazy("has none of"),
-    "eq": _lazy("is"),
-    "gte": _lazy("at least"),
-    "lte": _lazy("at most"),
-    "between": _lazy("between"),
-    "is_empty": _lazy("is empty"),
-    "is_true": _lazy("yes"),
-    "is_false": _lazy("no"),
+    "in": gettext_lazy("is any of"),
+    "not_in": gettext_lazy("is none of"),
+    "any": gettext_lazy("has any of"),
+    "all": gettext_lazy("has all of"),
+    "none": gettext_lazy("has none of"),
+    "eq": gettext_lazy("is"),
+    "gte": gettext_lazy("at least"),
+    "lte": gettext_lazy("at most"),
+    "between": gettext_lazy("between"),
+    "is_empty": gettext_lazy("is empty"),
+    "is_true": gettext_lazy("yes"),
+    "is_false": gettext_lazy("no"),
 }
 
 

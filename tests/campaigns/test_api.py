@@ -30,6 +30,17 @@ from scrm.urls import urlpatterns as project_urlpatterns
 from tests.campaigns.factories import BroadcastFactory, MessageTemplateFactory, SegmentFactory
 from tests.factories import CommunityFactory, ContactFactory, MembershipFactory, PurchaseFactory, TagFactory
 
+
+@pytest.fixture(autouse=True)
+def _english(settings):
+    """These tests read the English messages; the Chinese ones are the catalogue's job."""
+    from django.utils import translation
+
+    settings.LANGUAGE_CODE = "en"
+    with translation.override("en"):
+        yield
+
+
 pytestmark = pytest.mark.django_db
 
 # Until scrm/api_urls.py registers the campaigns router, the tests mount it themselves (see the fixture).

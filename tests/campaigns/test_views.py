@@ -31,6 +31,17 @@ from contacts.services import purchase_record
 from tests.campaigns.factories import MessageTemplateFactory
 from tests.factories import CommunityFactory, ContactFactory, MembershipFactory, TagFactory, UserFactory
 
+
+@pytest.fixture(autouse=True)
+def _english(settings):
+    """These tests read the English messages; the Chinese ones are the catalogue's job."""
+    from django.utils import translation
+
+    settings.LANGUAGE_CODE = "en"
+    with translation.override("en"):
+        yield
+
+
 pytestmark = pytest.mark.urls("tests.campaigns.urls_for_tests")
 
 PASSWORD = "pass-word-123"
