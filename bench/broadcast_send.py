@@ -43,6 +43,9 @@ def main() -> None:
     parser.add_argument("--no-send", action="store_true", help="planning only")
     args = parser.parse_args()
     url = database_url(args.database_url)
+    if args.redis_url:
+        # Before Django starts: this process enqueues the tick, so it must use the worker's broker.
+        os.environ["REDIS_URL"] = os.environ["CELERY_BROKER_URL"] = args.redis_url
     django_setup(url)
 
     from django.contrib.auth import get_user_model
@@ -159,9 +162,6 @@ def main() -> None:
     )
     try:
         time.sleep(3)
-        from scrm.celery import app
-
-        app.conf.update(broker_url=env.get("CELERY_BROKER_URL", app.conf.broker_url), task_always_eager=False)
         started = time.perf_counter()
         services.broadcasts_tick()
         while True:
