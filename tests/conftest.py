@@ -7,6 +7,7 @@ from django.db import connection
 from rest_framework.test import APIClient
 
 from scrm import roles
+from tests.celery_utils import celery_conf_override
 from tests.factories import UserFactory
 
 
@@ -103,7 +104,6 @@ def celery_worker_process(transactional_db, tmp_path):
     env["DATABASE_URL"] = (
         f"postgres://{db['USER']}:{db['PASSWORD'] or ''}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
     )
-    from scrm.celery import app
 
     redis_url = os.environ.get("REDIS_URL")
     env["SCRM_VAR_DIR"] = str(tmp_path)
@@ -123,22 +123,35 @@ def celery_worker_process(transactional_db, tmp_path):
             "store_processed": False,
         }
     # Point this process's producer at the same broker as the worker.
-    saved = {key: app.conf[key] for key in ("broker_url", "broker_transport_options")}
-    # Restore the project's own value afterwards, not whatever an eager fixture of this test set.
-    import scrm.settings as project_settings
-
-    saved["task_always_eager"] = project_settings.CELERY_TASK_ALWAYS_EAGER
-    app.conf.update(broker_url=env["CELERY_BROKER_URL"], broker_transport_options=transport_options, task_always_eager=False)
-    app._pool = None
-    app.amqp._producer_pool = None
+    override = celery_conf_override(
+        broker_url=env["CELERY_BROKER_URL"], broker_transport_options=transport_options, task_always_eager=False
+    )
+    override.__enter__()
     processes: list[subprocess.Popen] = []
 
     def start(concurrency: int = 1, queue: str = "default", extra_env: dict | None = None) -> subprocess.Popen:
         log = open(tmp_path / f"worker-{len(processes)}.log", "w")  # noqa: SIM115 - closed with the process
         process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "scrm", "worker", "--loglevel=INFO", f"--concurrency={concurrency}",
-             "-Q", queue, "--without-gossip", "--without-mingle", "--without-heartbeat"],
-            cwd=settings.BASE_DIR, env={**env, **(extra_env or {})}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "scrm",
+                "worker",
+                "--loglevel=INFO",
+                f"--concurrency={concurrency}",
+                "-Q",
+                queue,
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+            ],
+            cwd=settings.BASE_DIR,
+            env={**env, **(extra_env or {})},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         processes.append(process)
         time.sleep(0.5)
@@ -151,6 +164,4 @@ def celery_worker_process(transactional_db, tmp_path):
         except ProcessLookupError:
             pass
         process.wait(timeout=10)
-    app.conf.update(saved)
-    app._pool = None
-    app.amqp._producer_pool = None
+    override.__exit__(None, None, None)

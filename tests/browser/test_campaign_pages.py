@@ -14,6 +14,7 @@ from campaigns import services
 from campaigns.models import Broadcast, FrequencyPolicy, MessageTemplate, OutboxMessage, Segment
 from contacts.models import ContactTag
 from scrm import roles
+from tests.celery_utils import celery_conf_override
 from tests.factories import ContactFactory, TagFactory, TagGroupFactory, UserFactory
 
 pytestmark = [
@@ -41,13 +42,10 @@ def _no_quiet_hours(transactional_db):
 def idle_broker(tmp_path):
     """Tasks the pages enqueue go to a filesystem broker in a temporary folder that no worker reads: the
     test itself plays beat and the workers, so it decides when sending happens."""
-    from scrm.celery import app
-
-    saved = {key: app.conf[key] for key in ("broker_url", "broker_transport_options", "task_always_eager")}
     folders = {name: tmp_path / name for name in ("queue", "control")}
     for folder in folders.values():
         folder.mkdir()
-    app.conf.update(
+    with celery_conf_override(
         broker_url="filesystem://",
         broker_transport_options={
             "data_folder_in": str(folders["queue"]),
@@ -56,13 +54,8 @@ def idle_broker(tmp_path):
             "store_processed": False,
         },
         task_always_eager=False,
-    )
-    app._pool = None
-    app.amqp._producer_pool = None
-    yield
-    app.conf.update(saved)
-    app._pool = None
-    app.amqp._producer_pool = None
+    ):
+        yield
 
 
 def test_manager_schedules_a_broadcast_now_and_watches_it_sent(login, manager, idle_broker):
