@@ -317,6 +317,7 @@ class Delivery(models.Model):
         QUIET_HOURS = "quiet_hours", _("Quiet hours")
         NO_ADDRESS = "no_address", _("No address for this medium")
         GONE = "gone", _("Contact erased or merged")
+        NOT_OWNED = "not_owned", _("No longer the author's contact")
         CANCELLED = "cancelled", _("Broadcast cancelled")
 
     broadcast = models.ForeignKey(Broadcast, on_delete=models.CASCADE, null=True, blank=True, related_name="deliveries")

@@ -793,6 +793,28 @@ def segment_update(*, segment: Segment, **fields: Any) -> Segment:
     if errors:
         raise ValidationError(errors)
     with transaction.atomic():
+        if "rules" in values and values["rules"] != segment.rules:
+            # An approved audience must not change under its broadcast (nor widen past what was approved).
+            from .models import Broadcast
+
+            in_flight = (
+                Broadcast.Status.PENDING_APPROVAL,
+                Broadcast.Status.SCHEDULED,
+                Broadcast.Status.SENDING,
+            )
+            names = list(segment.broadcasts.filter(status__in=in_flight).values_list("name", flat=True)[:5])
+            if names:
+                raise ValidationError(
+                    {
+                        "rules": [
+                            _(
+                                "The segment is the audience of broadcasts waiting to be sent (%(names)s): "
+                                "cancel them or save the new conditions as a new segment."
+                            )
+                            % {"names": ", ".join(names)}
+                        ]
+                    }
+                )
         for key, value in values.items():
             setattr(segment, key, value)
         segment.save(update_fields=[*values, "updated_at"])

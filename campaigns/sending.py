@@ -39,6 +39,9 @@ from .models import Broadcast, Delivery, FrequencyPolicy, MessageTemplate
 logger = logging.getLogger(__name__)
 
 CHUNK_SIZE = getattr(settings, "SCRM_SEND_CHUNK", 1000)
+# External gateways call out once per message (or per sender and body): small chunks keep a chunk's
+# sends well inside STUCK_AFTER even at the gateway timeout, and close to the quiet-hours check.
+EXTERNAL_CHUNK_SIZE = 20
 STUCK_AFTER = dt.timedelta(minutes=10)
 MAX_ATTEMPTS = 5
 RETRY_BASE = dt.timedelta(seconds=30)
@@ -184,6 +187,7 @@ _CONTACT_FIELDS = (
     "email",
     "wecom_external_userid",
     "wechat_unionid",
+    "owner_id",
     "owner__username",
     "owner__first_name",
     "owner__last_name",
@@ -230,9 +234,14 @@ def deliveries_send_chunk(
         return result
     result = ChunkResult()
     external: list[tuple] = []
+    chunk_size = _chunk_size(broadcast_id, chunk_size)
+    source = _broadcast_source(broadcast_id)
+    if broadcast_id:
+        # A cancelled (or not yet started) broadcast sends nothing more, whatever rows are still pending.
+        source &= Q(broadcast__status=Broadcast.Status.SENDING)
     with transaction.atomic():
         claimed = list(
-            _pending(_broadcast_source(broadcast_id), now)
+            _pending(source, now)
             .select_for_update(skip_locked=True, of=("self",))
             .order_by("id")
             .values_list("id", "contact_id", "medium", "template_id", "is_marketing", "attempts", "broadcast_id")[
@@ -244,7 +253,7 @@ def deliveries_send_chunk(
         result.claimed = len(claimed)
         contact_ids = sorted({row[1] for row in claimed})
         contacts = _lock_contacts(contact_ids)
-        accepted, suppressed = _check(claimed, contacts, now=now, current=current)
+        accepted, suppressed = _check(claimed, contacts, now=now, current=current, owners=_scoped_authors(claimed))
         for reason, ids in suppressed.items():
             Delivery.objects.filter(pk__in=ids, status=Delivery.Status.PENDING).update(
                 status=Delivery.Status.SUPPRESSED, reason=reason
@@ -265,8 +274,9 @@ def deliveries_send_chunk(
                     status=Delivery.Status.SENDING, claimed_at=now, attempts=F("attempts") + 1, gateway=gateway.name
                 )
                 external.append((gateway, messages))
-        if broadcast_id:
-            Broadcast.objects.filter(pk=broadcast_id).update(heartbeat_at=now)
+    if broadcast_id:
+        # After the commit: inside it, this row lock would cycle with a cancel waiting on our claimed rows.
+        Broadcast.objects.filter(pk=broadcast_id).update(heartbeat_at=now)
     attempts_of = {row[0]: row[5] + 1 for row in claimed}
     for gateway, messages in external:
         try:
@@ -279,6 +289,31 @@ def deliveries_send_chunk(
     return result
 
 
+def _chunk_size(broadcast_id: int | None, requested: int) -> int:
+    if broadcast_id:
+        media = Broadcast.objects.filter(pk=broadcast_id).values_list("medium", flat=True)
+    else:
+        media = list(settings.SCRM_GATEWAYS)
+    if all(gateway_for(medium).transactional for medium in media):
+        return requested
+    return min(requested, EXTERNAL_CHUNK_SIZE)
+
+
+def _scoped_authors(claimed) -> dict[int, int]:
+    """{broadcast id: author id} for the chunk's broadcasts whose author sees only their own contacts:
+    a contact reassigned since planning is no longer theirs to message."""
+    from contacts.selectors import can_see_all_contacts
+
+    ids = {row[6] for row in claimed if row[6]}
+    if not ids:
+        return {}
+    authors = {}
+    for broadcast in Broadcast.objects.filter(pk__in=ids).select_related("created_by"):
+        if not can_see_all_contacts(broadcast.created_by):
+            authors[broadcast.pk] = broadcast.created_by_id
+    return authors
+
+
 def _lock_contacts(contact_ids: list[int]) -> dict[int, dict]:
     """The chunk's contacts, locked (in id order, so two senders never deadlock) until the claim commits:
     a second broadcast reaching the same contact waits here and then counts this one's deliveries."""
@@ -289,7 +324,7 @@ def _lock_contacts(contact_ids: list[int]) -> dict[int, dict]:
     return {row["id"]: row for row in rows.values(*_CONTACT_FIELDS)}
 
 
-def _check(claimed, contacts, *, now, current) -> tuple[list[tuple], dict[str, list[int]]]:
+def _check(claimed, contacts, *, now, current, owners=None) -> tuple[list[tuple], dict[str, list[int]]]:
     """Split a claimed chunk into the rows to send and the rows to suppress, per reason. The caps are
     counted once for the chunk's contacts, then every accepted row counts for the rows after it."""
     suppressed: dict[str, list[int]] = defaultdict(list)
@@ -297,10 +332,13 @@ def _check(claimed, contacts, *, now, current) -> tuple[list[tuple], dict[str, l
     windows: list[policy.CapWindow] | None = None
     counts: dict[int, dict[int, int]] = {}
     for row in claimed:
-        delivery_id, contact_id, medium, _template_id, is_marketing, _attempts, _broadcast = row
+        delivery_id, contact_id, medium, _template_id, is_marketing, _attempts, broadcast_id = row
         contact = contacts.get(contact_id)
         if contact is None or contact["erased_at"] or contact["merged_into_id"]:
             suppressed[Delivery.Reason.GONE].append(delivery_id)
+            continue
+        if owners and broadcast_id in owners and contact["owner_id"] != owners[broadcast_id]:
+            suppressed[Delivery.Reason.NOT_OWNED].append(delivery_id)
             continue
         if contact["opted_out_at"]:
             suppressed[Delivery.Reason.OPTED_OUT].append(delivery_id)
@@ -432,9 +470,17 @@ def deliveries_requeue_stuck(*, now: dt.datetime | None = None) -> int:
     """Hand deliveries whose worker died mid-send (``sending`` for longer than any send takes) back to
     pending. Harmless when run twice at once (a conditional update)."""
     now = now or timezone.now()
-    return Delivery.objects.filter(status=Delivery.Status.SENDING, claimed_at__lt=now - STUCK_AFTER).update(
-        status=Delivery.Status.PENDING, claimed_at=None
+    stuck = Delivery.objects.filter(status=Delivery.Status.SENDING, claimed_at__lt=now - STUCK_AFTER)
+    # A message that keeps killing its worker (or never gets an answer) stops being retried.
+    stuck.filter(attempts__gte=MAX_ATTEMPTS).update(
+        status=Delivery.Status.FAILED, error="the worker was lost during the send, too many times"
     )
+    requeued = stuck.filter(attempts__lt=MAX_ATTEMPTS).update(status=Delivery.Status.PENDING, claimed_at=None)
+    # Rows of cancelled broadcasts that came back from a failed or lost send are not sent any more.
+    Delivery.objects.filter(broadcast__status=Broadcast.Status.CANCELLED, status=Delivery.Status.PENDING).update(
+        status=Delivery.Status.SUPPRESSED, reason=Delivery.Reason.CANCELLED
+    )
+    return requeued
 
 
 def broadcast_has_unfinished(broadcast_id: int) -> bool:

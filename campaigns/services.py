@@ -12,6 +12,7 @@ import datetime as dt
 from collections.abc import Iterable
 
 from django.conf import settings
+from django.core.cache import cache
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.db.models import Q
@@ -343,9 +344,14 @@ def broadcasts_tick(
             continue
         if heartbeat_at is None or heartbeat_at < stale:
             if sending._pending(Q(broadcast_id=pk), now).exists():
-                _enqueue_senders(pk)
-                stats["resumed"] += 1
-    if sending._pending(Q(broadcast__isnull=True), now).exists():
+                # Only the tick that moves the heartbeat revives the senders: ticks do not pile them up.
+                revived = Broadcast.objects.filter(pk=pk, heartbeat_at=heartbeat_at).update(heartbeat_at=now)
+                if revived:
+                    _enqueue_senders(pk)
+                    stats["resumed"] += 1
+    if sending._pending(Q(broadcast__isnull=True), now).exists() and cache.add(
+        "campaigns:automation-sender", 1, timeout=int(stale_after.total_seconds()) or 1
+    ):
         _enqueue_senders(None, count=1)
     return stats
 

@@ -389,3 +389,66 @@ def test_two_senders_on_one_broadcast_share_the_work_without_overlap(template):
     assert sum(claimed) == 400
     assert OutboxMessage.objects.count() == 400
     assert connection.vendor == "postgresql"
+
+
+def test_a_contact_reassigned_after_planning_is_not_messaged_by_the_old_owners_broadcast(
+    operator, other_operator, manager, template
+):
+    mine, moved = _contacts(2, owner=operator)
+    broadcast = _broadcast(operator, template)
+    services.broadcast_submit(broadcast=broadcast, user=operator)
+    services.broadcast_approve(broadcast=broadcast, user=manager)
+    services.broadcasts_tick()
+    sending.broadcast_plan(broadcast=Broadcast.objects.get(pk=broadcast.pk))
+    type(moved).objects.filter(pk=moved.pk).update(owner=other_operator)
+    services.deliveries_send(broadcast_id=broadcast.pk)
+    assert dict(Delivery.objects.filter(broadcast=broadcast).values_list("contact_id", "reason")) == {
+        mine.pk: "",
+        moved.pk: "not_owned",
+    }
+
+
+def test_rows_pending_again_after_a_cancel_are_never_sent(manager, template):
+    _contacts(4)
+    broadcast = _broadcast(manager, template)
+    services.broadcast_submit(broadcast=broadcast, user=manager)
+    services.broadcasts_tick()
+    sending.broadcast_plan(broadcast=Broadcast.objects.get(pk=broadcast.pk))
+    services.broadcast_cancel(broadcast=broadcast, user=manager)
+    # A send that failed transiently hands its row back to pending after the cancel.
+    Delivery.objects.filter(broadcast=broadcast).update(status="pending", reason="")
+    assert sending.deliveries_send_chunk(broadcast_id=broadcast.pk).claimed == 0
+    services.broadcasts_tick()
+    assert _statuses(broadcast) == {("suppressed", "cancelled"): 4}
+    assert not OutboxMessage.objects.exists()
+
+
+def test_a_send_lost_too_many_times_fails_instead_of_looping(manager, template):
+    _contacts(2)
+    broadcast = _broadcast(manager, template)
+    services.broadcast_submit(broadcast=broadcast, user=manager)
+    services.broadcasts_tick()
+    sending.broadcast_plan(broadcast=Broadcast.objects.get(pk=broadcast.pk))
+    long_ago = timezone.now() - dt.timedelta(hours=1)
+    first, second = Delivery.objects.filter(broadcast=broadcast).order_by("id")
+    Delivery.objects.filter(pk=first.pk).update(status="sending", claimed_at=long_ago, attempts=1)
+    Delivery.objects.filter(pk=second.pk).update(status="sending", claimed_at=long_ago, attempts=sending.MAX_ATTEMPTS)
+    assert sending.deliveries_requeue_stuck() == 1
+    assert Delivery.objects.get(pk=first.pk).status == "pending"
+    assert Delivery.objects.get(pk=second.pk).status == "failed"
+
+
+def test_the_audience_of_an_approved_broadcast_cannot_be_edited(manager, template):
+    from campaigns.segments import segment_update
+
+    _contacts(1)
+    segment = Segment.objects.create(name="Everyone", rules=EVERYONE)
+    broadcast = _broadcast(manager, template, segment=segment)
+    services.broadcast_submit(broadcast=broadcast, user=manager)
+    narrower = {"op": "and", "rules": [{"field": "region", "operator": "eq", "value": "北京"}]}
+    with pytest.raises(ValidationError) as refused:
+        segment_update(segment=segment, rules=narrower)
+    assert "rules" in refused.value.message_dict
+    segment_update(segment=segment, name="Everyone (renamed)")
+    services.broadcast_cancel(broadcast=broadcast, user=manager)
+    assert segment_update(segment=segment, rules=narrower).rules == narrower
