@@ -236,9 +236,10 @@ def deliveries_send_chunk(
     external: list[tuple] = []
     chunk_size = _chunk_size(broadcast_id, chunk_size)
     source = _broadcast_source(broadcast_id)
-    if broadcast_id:
-        # A cancelled (or not yet started) broadcast sends nothing more, whatever rows are still pending.
-        source &= Q(broadcast__status=Broadcast.Status.SENDING)
+    if broadcast_id and not Broadcast.objects.filter(pk=broadcast_id, status=Broadcast.Status.SENDING).exists():
+        # A cancelled (or not yet started) broadcast sends nothing more, whatever rows are still pending
+        # (a chunk claimed just before a cancel still goes: "the few already in flight finish").
+        return result
     with transaction.atomic():
         claimed = list(
             _pending(source, now)
