@@ -21,7 +21,6 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from communities.models import Community
-from communities.selectors import communities_visible_to
 from contacts.forms import staff_users, user_label
 from contacts.models import Channel, Contact
 
@@ -191,7 +190,7 @@ class ReportFilterForm(forms.Form):
         owner = self.fields["owner"]
         owner.queryset = staff_users()
         owner.label_from_instance = user_label
-        self.fields["community"].queryset = communities_visible_to(user).order_by("name", "id")
+        self.fields["community"].queryset = Community.objects.visible_to(user).order_by("name", "id")
 
     # --- defaults -------------------------------------------------------------------------------
 
@@ -346,7 +345,7 @@ class KocForm(forms.Form):
     def __init__(self, data=None, *, user, **kwargs):
         super().__init__(data, **kwargs)
         self.user = user
-        self.fields["community"].queryset = communities_visible_to(user).order_by("name", "id")
+        self.fields["community"].queryset = Community.objects.visible_to(user).order_by("name", "id")
 
     @classmethod
     def with_defaults(cls, data: QueryDict, *, user, today: dt.date | None = None) -> QueryDict:
@@ -356,7 +355,7 @@ class KocForm(forms.Form):
         if not data.get("community"):
             # The biggest community the user may see (by current members) is the most telling default.
             biggest = (
-                communities_visible_to(user)
+                Community.objects.visible_to(user)
                 .annotate(members=Count("memberships", filter=Q(memberships__left_at__isnull=True)))
                 .order_by("-members", "name", "id")
                 .values_list("pk", flat=True)

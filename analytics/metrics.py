@@ -16,7 +16,7 @@ Conventions of the results:
 * A division by zero, or a metric built on spend when spend cannot be attributed (``owner`` or
   ``community`` filter), is ``None``.
 * ``Filters.user`` is the person asking: operators get numbers over their own contacts only
-  (``contacts_visible_to``). ``user=None`` means an unscoped system read (tasks, benchmarks) and must
+  (``Contact.objects.visible_to``). ``user=None`` means an unscoped system read (tasks, benchmarks) and must
   never be passed on behalf of a request.
 """
 
@@ -47,9 +47,7 @@ from django.db.models.functions import Trunc
 from django.utils import timezone
 
 from communities.models import Community, Membership
-from communities.selectors import communities_visible_to
 from contacts.models import Channel, ChannelSpend, Contact, Purchase, Touchpoint
-from contacts.selectors import can_see_all_contacts, contacts_visible_to
 
 from .models import CohortActivity, Layer
 
@@ -152,14 +150,12 @@ def _in_period(field_name: str, filters: Filters) -> Q:
 
 def user_scope_q(user: Any, prefix: str) -> Q:
     """Live contacts the user may see, as a condition through a relation to ``Contact``
-    (``prefix="contact__"``). It mirrors ``contacts_visible_to`` — everything for users who see all
-    contacts, their own contacts for the others — as plain column conditions, so that the reports join
-    contacts once (a semi-join on the selector's queryset reads an operator's contacts twice);
-    ``scoped_contacts`` uses the selector itself, and the tests check that both agree."""
+    (``prefix="contact__"``): the contacts' own visibility rule (``ContactQuerySet``) written as column
+    conditions, so that the reports join contacts once (a semi-join on a queryset reads an operator's
+    contacts twice). ``user=None`` is the whole book (commands and nightly jobs)."""
     q = Q(**{f"{prefix}merged_into__isnull": True})
-    if user is not None and not can_see_all_contacts(user):
-        q &= Q(**{f"{prefix}owner_id": user.pk}) if user.is_authenticated else Q(pk__in=[])
-    return q
+    visible = Contact.objects.visibility_q(user, prefix) if user is not None else None
+    return q & visible if visible is not None else q
 
 
 def _filters_q(filters: Filters, prefix: str) -> Q:
@@ -194,7 +190,7 @@ def contact_scope_q(filters: Filters, prefix: str = "contact__") -> Q:
         and filters.owner_id is None
         and filters.community_id is None
         and filters.cohort is None
-        and (filters.user is None or can_see_all_contacts(filters.user))
+        and (filters.user is None or Contact.objects.sees_all(filters.user))
     )
     if unfiltered:
         merged = Contact.objects.filter(pk=OuterRef(prefix.removesuffix("__")), merged_into__isnull=False)
@@ -203,10 +199,8 @@ def contact_scope_q(filters: Filters, prefix: str = "contact__") -> Q:
 
 
 def scoped_contacts(filters: Filters) -> QuerySet[Contact]:
-    """The contacts a report counts, starting from ``contacts_visible_to`` (all live contacts for
-    ``user=None``)."""
-    base = contacts_visible_to(filters.user) if filters.user is not None else Contact.objects.filter(merged_into=None)
-    return base.filter(_filters_q(filters, ""))
+    """The contacts a report counts (all live contacts for ``user=None``)."""
+    return Contact.objects.filter(user_scope_q(filters.user, "")).filter(_filters_q(filters, ""))
 
 
 def _round_half_up(value: Fraction, places: int) -> Decimal:
@@ -711,12 +705,12 @@ def activity_rows(
 def _rollup_slice(filters: Filters, by: CohortBy) -> dict[str, Any] | None:
     """The conditions on ``CohortActivity`` that select exactly the filtered contacts, or None when the
     rollup cannot (a community filter, a cohort filter on first-purchase cohorts, an anonymous user).
-    Operators see the contacts they own (``contacts_visible_to``), which is the rollup's owner slice."""
+    Operators see the contacts they own (``ContactQuerySet``), which is the rollup's owner slice."""
     if filters.community_id is not None or (filters.cohort is not None and by != "acquisition"):
         return None
     conditions: dict[str, Any] = {}
     user = filters.user
-    if user is not None and not can_see_all_contacts(user):
+    if user is not None and not Contact.objects.sees_all(user):
         if not user.is_authenticated or (filters.owner_id is not None and filters.owner_id != user.pk):
             return None
         conditions["owner_id"] = user.pk
@@ -1006,7 +1000,9 @@ def community_health(filters: Filters) -> list[CommunityHealth]:
     end = filters.end
     since_7 = day_start(filters.date_to - dt.timedelta(days=6))
     since_30 = day_start(filters.date_to - dt.timedelta(days=29))
-    communities = communities_visible_to(filters.user) if filters.user is not None else Community.objects.all()
+    communities = Community.objects.all()
+    if filters.user is not None:
+        communities = communities.visible_to(filters.user)
     if filters.community_id is not None:
         communities = communities.filter(pk=filters.community_id)
     names = list(communities.order_by("name", "id").values_list("pk", "name"))
@@ -1066,7 +1062,7 @@ def community_health(filters: Filters) -> list[CommunityHealth]:
 def koc_ranking(*, user: Any, community_id: int, limit: int = 10) -> list[KocRow]:
     """Current members of a community the user may see, ranked by live contacts referred, then by paid
     spend to date (then by id). Operators see only their own contacts. One query (two for operators)."""
-    if user is not None and not communities_visible_to(user).filter(pk=community_id).exists():
+    if user is not None and not Community.objects.visible_to(user).filter(pk=community_id).exists():
         return []
     rows = (
         Membership.objects.filter(user_scope_q(user, "contact__"), community_id=community_id, left_at__isnull=True)

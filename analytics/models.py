@@ -10,6 +10,23 @@ from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
+from contacts.models import SEE_ALL_CONTACTS
+from scrm.querysets import RestrictedQuerySet
+
+
+class ContactScoreQuerySet(RestrictedQuerySet):
+    owner_path = "contact__owner"
+    see_all_permissions = (SEE_ALL_CONTACTS,)
+
+
+class CohortActivityQuerySet(RestrictedQuerySet):
+    """Rollup cells are sliced by owner id (a plain column, not a foreign key)."""
+
+    see_all_permissions = (SEE_ALL_CONTACTS,)
+
+    def owned_by(self, user, prefix: str = "") -> Q:
+        return Q(**{f"{prefix}owner_id": user.pk})
+
 
 class Layer(models.TextChoices):
     """User layers (用户分层) of docs/metrics.md, "RFM layers"."""
@@ -51,6 +68,8 @@ class ContactScore(models.Model):
     p_alive = models.FloatField(_("P(alive)"), null=True, blank=True)
     as_of = models.DateField(_("as of"))
     computed_at = models.DateTimeField(_("computed at"))
+
+    objects = ContactScoreQuerySet.as_manager()
 
     class Meta:
         verbose_name = _("contact score")
@@ -113,6 +132,8 @@ class ClvFit(models.Model):
     computed_at = models.DateTimeField(_("finished at"), null=True, blank=True)
     seconds = models.FloatField(_("seconds"), null=True, blank=True)
 
+    objects = RestrictedQuerySet.as_manager()
+
     class Meta:
         ordering = ["-started_at", "-id"]
         verbose_name = _("CLV fit")
@@ -152,6 +173,8 @@ class CohortActivity(models.Model):
     owner_id = models.BigIntegerField(_("owner id"), null=True, blank=True)
     contacts = models.PositiveIntegerField(_("contacts"))
     refreshed_at = models.DateTimeField(_("refreshed at"))
+
+    objects = CohortActivityQuerySet.as_manager()
 
     class Meta:
         verbose_name = _("cohort activity")

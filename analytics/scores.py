@@ -127,7 +127,7 @@ def non_customer_rows(*, as_of: dt.date) -> list[tuple[int, str]]:
     engaged = Q(last_interaction_at__lt=end) | (Q(last_interaction_at__gte=end) & Exists(inbound))
     intent = Q(intent_level__in=[Contact.IntentLevel.MEDIUM, Contact.IntentLevel.HIGH])
     return list(
-        Contact.objects.filter(merged_into__isnull=True)
+        Contact.objects.live()
         .filter(~Exists(paid))
         .annotate(layer=Case(When(engaged | intent, then=Value(Layer.INTENT_ONLY)), default=Value(Layer.NONE)))
         .order_by("pk")

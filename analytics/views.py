@@ -23,8 +23,7 @@ from django.urls import reverse
 from django.utils.http import urlencode
 from django.utils.translation import gettext_lazy as _
 
-from communities.models import Membership
-from communities.selectors import communities_visible_to
+from communities.models import Community, Membership
 
 from . import metrics
 from .forms import (
@@ -380,7 +379,7 @@ def koc(request: HttpRequest) -> HttpResponse:
     partial = request.headers.get("HX-Request") == "true"
     template = "analytics/includes/koc_table.html" if partial else None
     # With no community to choose from (none yet, or none the user runs) the page says so instead of an error.
-    has_communities = bool(request.GET.get("community")) or communities_visible_to(request.user).exists()
+    has_communities = bool(request.GET.get("community")) or Community.objects.visible_to(request.user).exists()
     return _report(
         request,
         name="koc",

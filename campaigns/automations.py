@@ -51,7 +51,6 @@ from django.utils.translation import gettext_noop
 from analytics.metrics import business_timezone
 from communities.models import Community, Membership
 from contacts.models import Contact, ContactTag, Product, Purchase, PurchaseItem, Tag
-from contacts.selectors import can_see_all_contacts, contacts_visible_to
 from contacts.services import contacts_reassign, contacts_tag, contacts_untag
 
 from . import content
@@ -854,7 +853,7 @@ def automation_runs_process(*, now: dt.datetime | None = None, chunk_size: int =
 
 def _is_manager(user: User) -> bool:
     return bool(
-        user and user.is_authenticated and can_see_all_contacts(user) and user.has_perm("campaigns.change_followuptask")
+        user and user.is_authenticated and Contact.objects.sees_all(user) and user.has_perm("campaigns.change_followuptask")
     )
 
 
@@ -878,7 +877,7 @@ def follow_up_task_create(
         errors["contact"] = [_("This contact was erased or merged.")]
     if assignee is None or not getattr(assignee, "is_active", False):
         errors["assignee"] = [_("Choose an active staff member.")]
-    elif "contact" not in errors and not contacts_visible_to(assignee).filter(pk=contact.pk).exists():
+    elif "contact" not in errors and not Contact.objects.live().visible_to(assignee).filter(pk=contact.pk).exists():
         errors["assignee"] = [_("%(user)s cannot see this contact.") % {"user": assignee.get_username()}]
     if due_at is not None and not isinstance(due_at, dt.datetime):
         errors["due_at"] = [_("Enter a date and time.")]

@@ -19,10 +19,8 @@ from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from communities.models import Community
-from communities.selectors import communities_visible_to
 from contacts.forms import staff_users, tag_choices_by_group, user_label
 from contacts.models import Contact, Product, Tag
-from contacts.selectors import contacts_visible_to
 
 from . import selectors
 from .models import Automation, Broadcast, FollowUpTask, FrequencyCap, Medium, MessageTemplate, Segment
@@ -198,7 +196,7 @@ class ContactPickField(forms.CharField):
         text = (super().clean(value) or "").strip()
         if not text:
             return None
-        contacts = contacts_visible_to(self.user).filter(erased_at__isnull=True).order_by("id")
+        contacts = Contact.objects.live().visible_to(self.user).filter(erased_at__isnull=True).order_by("id")
         query = Q(name__icontains=text) | Q(phone__endswith=text)
         if text.isdigit():
             query |= Q(pk=int(text))
@@ -265,11 +263,11 @@ class BroadcastForm(forms.Form):
 
     def __init__(self, *args, user, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["segment"].queryset = selectors.segments_visible_to(user)
-        self.fields["communities"].queryset = communities_visible_to(user).order_by("name")
-        templates = selectors.templates_visible_to(user).filter(is_active=True)
+        self.fields["segment"].queryset = selectors.segment_list(user)
+        self.fields["communities"].queryset = Community.objects.visible_to(user).order_by("name")
+        templates = selectors.template_list(user).filter(is_active=True)
         if self.initial.get("template"):
-            templates = selectors.templates_visible_to(user).filter(Q(is_active=True) | Q(pk=self.initial["template"]))
+            templates = selectors.template_list(user).filter(Q(is_active=True) | Q(pk=self.initial["template"]))
         self.fields["template"].queryset = templates
 
     @classmethod
@@ -324,7 +322,7 @@ class OutboxFilterForm(forms.Form):
 
     def __init__(self, *args, user, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["broadcast"].queryset = selectors.broadcasts_visible_to(user).exclude(
+        self.fields["broadcast"].queryset = Broadcast.objects.visible_to(user).exclude(
             status__in=[Broadcast.Status.DRAFT, Broadcast.Status.PENDING_APPROVAL]
         )
 
@@ -484,10 +482,10 @@ class AutomationForm(forms.Form):
 
     def __init__(self, *args, user, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["trigger_community"].queryset = communities_visible_to(user).order_by("name")
+        self.fields["trigger_community"].queryset = Community.objects.visible_to(user).order_by("name")
         self.fields["trigger_product"].queryset = Product.objects.order_by("name")
-        self.fields["condition"].queryset = selectors.segments_visible_to(user)
-        self.fields["template"].queryset = selectors.templates_visible_to(user).filter(is_active=True)
+        self.fields["condition"].queryset = selectors.segment_list(user)
+        self.fields["template"].queryset = selectors.template_list(user).filter(is_active=True)
         self.fields["owner"].queryset = staff_users()
         self.fields["owner"].label_from_instance = user_label
         for name in ("trigger_tag", "tag"):

@@ -13,6 +13,38 @@ from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
+from contacts.models import SEE_ALL_CONTACTS
+from scrm.querysets import RestrictedQuerySet
+
+# Who sees every broadcast, delivery and task: those who see every contact, and approvers.
+SEE_ALL_CAMPAIGNS = (SEE_ALL_CONTACTS, "campaigns.approve_broadcast")
+
+
+class BroadcastQuerySet(RestrictedQuerySet):
+    """Operators see the broadcasts they wrote."""
+
+    owner_path = "created_by"
+    see_all_permissions = SEE_ALL_CAMPAIGNS
+
+
+class ContactMessageQuerySet(RestrictedQuerySet):
+    """Deliveries and outbox messages: operators see the ones to their own contacts."""
+
+    owner_path = "contact__owner"
+    see_all_permissions = SEE_ALL_CAMPAIGNS
+
+
+class AutomationRunQuerySet(RestrictedQuerySet):
+    owner_path = "contact__owner"
+    see_all_permissions = (SEE_ALL_CONTACTS,)
+
+
+class FollowUpTaskQuerySet(RestrictedQuerySet):
+    """Operators see the tasks assigned to them."""
+
+    owner_path = "assignee"
+    see_all_permissions = SEE_ALL_CAMPAIGNS
+
 
 class Medium(models.TextChoices):
     """Where a message goes. Each medium is sent through the gateway configured for it."""
@@ -36,6 +68,8 @@ class Segment(models.Model):
     )
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+
+    objects = RestrictedQuerySet.as_manager()
 
     class Meta:
         ordering = ["name", "id"]
@@ -68,6 +102,8 @@ class MessageTemplate(models.Model):
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 
+    objects = RestrictedQuerySet.as_manager()
+
     class Meta:
         ordering = ["category", "name", "id"]
         verbose_name = _("message template")
@@ -91,6 +127,8 @@ class FrequencyPolicy(models.Model):
     )
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 
+    objects = RestrictedQuerySet.as_manager()
+
     class Meta:
         verbose_name = _("frequency policy")
         verbose_name_plural = _("frequency policy")
@@ -113,6 +151,8 @@ class FrequencyCap(models.Model):
     window = models.CharField(_("window"), max_length=10, choices=Window.choices, default=Window.ROLLING)
     window_days = models.PositiveSmallIntegerField(_("window (days)"), null=True, blank=True)
     max_messages = models.PositiveSmallIntegerField(_("at most"), null=True, blank=True)
+
+    objects = RestrictedQuerySet.as_manager()
 
     class Meta:
         ordering = ["medium", "window", "window_days"]
@@ -181,6 +221,8 @@ class Broadcast(models.Model):
     # Touched by every chunk a worker sends: the periodic tick re-enqueues senders only when it is stale.
     heartbeat_at = models.DateTimeField(null=True, blank=True, editable=False)
 
+    objects = BroadcastQuerySet.as_manager()
+
     class Meta:
         ordering = ["-created_at", "-id"]
         verbose_name = _("broadcast")
@@ -248,6 +290,8 @@ class Automation(models.Model):
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 
+    objects = RestrictedQuerySet.as_manager()
+
     class Meta:
         ordering = ["name", "id"]
         verbose_name = _("automation")
@@ -280,6 +324,8 @@ class AutomationRun(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     error = models.TextField(blank=True)
+
+    objects = AutomationRunQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -341,6 +387,8 @@ class Delivery(models.Model):
     gateway_message_id = models.CharField(max_length=128, blank=True)
     gateway_state = models.CharField(max_length=32, blank=True)
 
+    objects = ContactMessageQuerySet.as_manager()
+
     class Meta:
         ordering = ["id"]
         verbose_name = _("delivery")
@@ -381,6 +429,8 @@ class OutboxMessage(models.Model):
     body = models.TextField()
     created_at = models.DateTimeField(auto_now_add=True)
 
+    objects = ContactMessageQuerySet.as_manager()
+
     class Meta:
         ordering = ["-id"]
         verbose_name = _("outbox message")
@@ -412,6 +462,8 @@ class FollowUpTask(models.Model):
     )
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
     done_at = models.DateTimeField(_("done at"), null=True, blank=True)
+
+    objects = FollowUpTaskQuerySet.as_manager()
 
     class Meta:
         ordering = ["status", "due_at", "-id"]

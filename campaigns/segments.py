@@ -87,7 +87,6 @@ from analytics.metrics import business_timezone, day_start
 from analytics.models import ContactScore, Layer
 from communities.models import Membership
 from contacts.models import Contact, ContactTag
-from contacts.selectors import contacts_visible_to
 
 from .models import Segment
 
@@ -731,7 +730,7 @@ def segment_contacts(rules_or_segment: Any, *, user=None, now: dt.datetime | Non
     """Live contacts (not merged, not erased) matching the rules, limited to what ``user`` may see
     (``contacts_visible_to``: operators only their own contacts) when a user is given. Without a user
     (system jobs) every live contact is a candidate."""
-    base = contacts_visible_to(user) if user is not None else Contact.objects.filter(merged_into__isnull=True)
+    base = Contact.objects.live().visible_to(user) if user is not None else Contact.objects.live()
     return base.filter(erased_at__isnull=True).filter(segment_q(rules_or_segment, now=now))
 
 

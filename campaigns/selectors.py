@@ -1,7 +1,8 @@
 """Reads of campaigns data, scoped to what the user may see.
 
-Managers (and everyone who sees all contacts) see every broadcast and delivery; operators see the
-broadcasts they wrote, the deliveries to their own contacts and their own follow-up tasks.
+Who sees which row is declared on the models' QuerySets (``campaigns.models``): managers and approvers
+see every broadcast and delivery; operators see the broadcasts they wrote, the deliveries to their own
+contacts and their own follow-up tasks.
 """
 
 from __future__ import annotations
@@ -9,66 +10,41 @@ from __future__ import annotations
 from django.db.models import Count, QuerySet, Sum
 
 from contacts.models import Purchase
-from contacts.selectors import can_see_all_contacts
 
 from .models import Automation, Broadcast, Delivery, FollowUpTask, MessageTemplate, OutboxMessage, Segment
 
 
-def _sees_all(user) -> bool:
-    return can_see_all_contacts(user) or bool(user and user.has_perm("campaigns.approve_broadcast"))
-
-
-def broadcasts_visible_to(user) -> QuerySet[Broadcast]:
-    qs = Broadcast.objects.all()
-    if not _sees_all(user):
-        qs = qs.filter(created_by=user) if user and user.is_authenticated else qs.none()
-    return qs
-
-
 def broadcast_list(user) -> QuerySet[Broadcast]:
     return (
-        broadcasts_visible_to(user)
+        Broadcast.objects.visible_to(user)
         .select_related("segment", "template", "created_by", "approved_by")
         .prefetch_related("communities")
     )
 
 
-def deliveries_visible_to(user) -> QuerySet[Delivery]:
-    qs = Delivery.objects.all()
-    if not _sees_all(user):
-        qs = qs.filter(contact__owner=user) if user and user.is_authenticated else qs.none()
-    return qs
-
-
 def delivery_list(user) -> QuerySet[Delivery]:
-    return deliveries_visible_to(user).select_related("contact", "broadcast", "automation_run__automation")
+    return Delivery.objects.visible_to(user).select_related("contact", "broadcast", "automation_run__automation")
 
 
-def outbox_visible_to(user) -> QuerySet[OutboxMessage]:
-    qs = OutboxMessage.objects.all()
-    if not _sees_all(user):
-        qs = qs.filter(contact__owner=user) if user and user.is_authenticated else qs.none()
-    return qs.select_related("contact", "delivery__broadcast")
+def outbox_list(user) -> QuerySet[OutboxMessage]:
+    return OutboxMessage.objects.visible_to(user).select_related("contact", "delivery__broadcast")
 
 
-def segments_visible_to(user) -> QuerySet[Segment]:
+def segment_list(user) -> QuerySet[Segment]:
     """Segments are shared definitions; what they *count* is scoped by the user (``segment_contacts``)."""
-    return Segment.objects.select_related("created_by")
+    return Segment.objects.visible_to(user).select_related("created_by")
 
 
-def templates_visible_to(user) -> QuerySet[MessageTemplate]:
-    return MessageTemplate.objects.select_related("created_by")
+def template_list(user) -> QuerySet[MessageTemplate]:
+    return MessageTemplate.objects.visible_to(user).select_related("created_by")
 
 
-def automations_visible_to(user) -> QuerySet[Automation]:
-    return Automation.objects.select_related("condition", "template", "tag", "owner")
+def automation_list(user) -> QuerySet[Automation]:
+    return Automation.objects.visible_to(user).select_related("condition", "template", "tag", "owner")
 
 
-def tasks_visible_to(user) -> QuerySet[FollowUpTask]:
-    qs = FollowUpTask.objects.select_related("contact", "assignee", "automation_run__automation")
-    if not _sees_all(user):
-        qs = qs.filter(assignee=user) if user and user.is_authenticated else qs.none()
-    return qs
+def task_list(user) -> QuerySet[FollowUpTask]:
+    return FollowUpTask.objects.visible_to(user).select_related("contact", "assignee", "automation_run__automation")
 
 
 def broadcast_progress(broadcast: Broadcast) -> dict:

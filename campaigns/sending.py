@@ -30,7 +30,6 @@ from django.utils import timezone
 
 from communities.models import Membership
 from contacts.models import Contact, Purchase
-from contacts.selectors import contacts_visible_to
 
 from . import content, policy
 from .gateways import OutgoingMessage, SendResult, gateway_for
@@ -73,7 +72,7 @@ def broadcast_audience(broadcast: Broadcast) -> QuerySet[Contact]:
             contact_id=OuterRef("pk"), community_id__in=community_ids, left_at__isnull=True
         )
         parts.append(Q(Exists(members)))
-    contacts = contacts_visible_to(broadcast.created_by).filter(erased_at__isnull=True)
+    contacts = Contact.objects.live().visible_to(broadcast.created_by).filter(erased_at__isnull=True)
     if not parts:
         return contacts.none()
     audience = parts[0]
@@ -303,14 +302,13 @@ def _chunk_size(broadcast_id: int | None, requested: int) -> int:
 def _scoped_authors(claimed) -> dict[int, int]:
     """{broadcast id: author id} for the chunk's broadcasts whose author sees only their own contacts:
     a contact reassigned since planning is no longer theirs to message."""
-    from contacts.selectors import can_see_all_contacts
 
     ids = {row[6] for row in claimed if row[6]}
     if not ids:
         return {}
     authors = {}
     for broadcast in Broadcast.objects.filter(pk__in=ids).select_related("created_by"):
-        if not can_see_all_contacts(broadcast.created_by):
+        if not Contact.objects.sees_all(broadcast.created_by):
             authors[broadcast.pk] = broadcast.created_by_id
     return authors
 

@@ -20,7 +20,6 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from communities.models import Community
-from communities.selectors import communities_visible_to
 
 from . import content, sending
 from .models import Broadcast, Delivery, Medium, MessageTemplate, Segment
@@ -80,7 +79,7 @@ def _validate(
         errors["audience"] = [_("Choose a segment or at least one community.")]
     if communities:
         visible = set(
-            communities_visible_to(user).filter(pk__in=[c.pk for c in communities]).values_list("pk", flat=True)
+            Community.objects.visible_to(user).filter(pk__in=[c.pk for c in communities]).values_list("pk", flat=True)
         )
         hidden = [c.pk for c in communities if c.pk not in visible]
         if hidden:

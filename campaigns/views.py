@@ -25,10 +25,9 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 
-from communities.selectors import communities_visible_to
+from communities.models import Community
 from contacts.forms import staff_users, user_label
-from contacts.models import Channel, Tag
-from contacts.selectors import can_see_all_contacts, contacts_visible_to
+from contacts.models import Channel, Contact, Tag
 
 from . import automations, content, policy, segments, selectors, sending, services
 from .forms import (
@@ -125,7 +124,7 @@ def _segment_builder_data(user) -> dict:
         ],
         "channel": [{"value": c.pk, "label": c.name} for c in Channel.objects.order_by("name")],
         "owner": [{"value": u.pk, "label": user_label(u)} for u in staff_users()],
-        "community": [{"value": c.pk, "label": c.name} for c in communities_visible_to(user).order_by("name")],
+        "community": [{"value": c.pk, "label": c.name} for c in Community.objects.visible_to(user).order_by("name")],
         "birthday_month": [{"value": month, "label": str(month)} for month in range(1, 13)],
     }
     fields = []
@@ -169,7 +168,7 @@ def _saved_count(segment: Segment, user) -> int | None:
 @login_required
 @permission_required("campaigns.view_segment", raise_exception=True)
 def segment_list(request: HttpRequest) -> HttpResponse:
-    page_obj = _page(request, selectors.segments_visible_to(request.user))
+    page_obj = _page(request, selectors.segment_list(request.user))
     return render(request, "campaigns/segment_list.html", {"page_obj": page_obj, "segments": page_obj.object_list})
 
 
@@ -177,7 +176,7 @@ def segment_list(request: HttpRequest) -> HttpResponse:
 @permission_required("campaigns.view_segment", raise_exception=True)
 def segment_row_count(request: HttpRequest, pk: int) -> HttpResponse:
     """One row's count, fetched lazily by the list (a count per row would be N queries on page load)."""
-    segment = get_object_or_404(selectors.segments_visible_to(request.user), pk=pk)
+    segment = get_object_or_404(selectors.segment_list(request.user), pk=pk)
     try:
         count, error = segments.segment_count(segment, user=request.user), None
     except ValidationError as exc:
@@ -209,7 +208,7 @@ def segment_create(request: HttpRequest) -> HttpResponse:
 @permission_required("campaigns.view_segment", raise_exception=True)
 def segment_edit(request: HttpRequest, pk: int) -> HttpResponse:
     """The segment's page: its live count and, for those who may change it, the editor."""
-    segment = get_object_or_404(selectors.segments_visible_to(request.user), pk=pk)
+    segment = get_object_or_404(selectors.segment_list(request.user), pk=pk)
     if request.method == "POST":
         if not request.user.has_perm("campaigns.change_segment"):
             raise PermissionDenied
@@ -256,7 +255,7 @@ def segment_count(request: HttpRequest) -> HttpResponse:
 @login_required
 @permission_required("campaigns.view_messagetemplate", raise_exception=True)
 def template_list(request: HttpRequest) -> HttpResponse:
-    templates = selectors.templates_visible_to(request.user)
+    templates = selectors.template_list(request.user)
     categories = sorted({c for c in templates.values_list("category", flat=True).distinct() if c})
     category = request.GET.get("category", "")
     show_archived = request.GET.get("archived") == "1"
@@ -286,7 +285,7 @@ def _template_form_context(request: HttpRequest, form: MessageTemplateForm, temp
         "template_obj": template,
         "placeholders": content.PLACEHOLDERS.items(),
         "categories": sorted(
-            {c for c in selectors.templates_visible_to(request.user).values_list("category", flat=True) if c}
+            {c for c in selectors.template_list(request.user).values_list("category", flat=True) if c}
         ),
     }
 
@@ -309,7 +308,7 @@ def template_create(request: HttpRequest) -> HttpResponse:
 @login_required
 @permission_required("campaigns.change_messagetemplate", raise_exception=True)
 def template_edit(request: HttpRequest, pk: int) -> HttpResponse:
-    template = get_object_or_404(selectors.templates_visible_to(request.user), pk=pk)
+    template = get_object_or_404(selectors.template_list(request.user), pk=pk)
     if request.method == "POST":
         form = MessageTemplateForm(request.POST, editing=True)
         if form.is_valid():
@@ -337,7 +336,7 @@ def _preview(template: MessageTemplate, form: TemplatePreviewForm, user) -> dict
         return {"preview_form": form}
     contact = form.cleaned_data["contact"]
     if contact is None:
-        contact = contacts_visible_to(user).filter(erased_at__isnull=True).order_by("-pk").first()
+        contact = Contact.objects.live().visible_to(user).filter(erased_at__isnull=True).order_by("-pk").first()
     if contact is None:
         return {"preview_form": form, "preview_note": _("You have no contacts to preview the template for.")}
     variables = form.cleaned_data["variables"]
@@ -364,7 +363,7 @@ def _preview(template: MessageTemplate, form: TemplatePreviewForm, user) -> dict
 @permission_required("campaigns.view_messagetemplate", raise_exception=True)
 def template_detail(request: HttpRequest, pk: int) -> HttpResponse:
     """A template with a preview for one of the user's contacts; htmx swaps just the preview."""
-    template = get_object_or_404(selectors.templates_visible_to(request.user), pk=pk)
+    template = get_object_or_404(selectors.template_list(request.user), pk=pk)
     form = TemplatePreviewForm(request.GET if "contact" in request.GET else {"contact": ""}, user=request.user)
     context = {
         "template_obj": template,
@@ -398,7 +397,7 @@ def broadcast_list(request: HttpRequest) -> HttpResponse:
             "can_add": request.user.has_perm("campaigns.add_broadcast"),
             "can_approve": can_approve,
             "pending_count": (
-                selectors.broadcasts_visible_to(request.user).filter(status=Broadcast.Status.PENDING_APPROVAL).count()
+                Broadcast.objects.visible_to(request.user).filter(status=Broadcast.Status.PENDING_APPROVAL).count()
                 if can_approve
                 else 0
             ),
@@ -544,7 +543,7 @@ def broadcast_progress(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 def _broadcast_action(request: HttpRequest, pk: int, action, success: str) -> HttpResponse:
-    broadcast = get_object_or_404(selectors.broadcasts_visible_to(request.user), pk=pk)
+    broadcast = get_object_or_404(Broadcast.objects.visible_to(request.user), pk=pk)
     back = _safe_next(request, reverse("campaigns:broadcast_detail", args=[broadcast.pk]))
     try:
         broadcast = action(broadcast=broadcast, user=request.user)
@@ -593,7 +592,7 @@ def broadcast_cancel(request: HttpRequest, pk: int) -> HttpResponse:
 def outbox(request: HttpRequest) -> HttpResponse:
     """What the outbox gateway "sent", newest first: the messages a local install delivers nowhere else."""
     form = OutboxFilterForm(request.GET or None, user=request.user)
-    rows = selectors.outbox_visible_to(request.user).order_by("-id")
+    rows = selectors.outbox_list(request.user).order_by("-id")
     if form.is_valid() and form.cleaned_data["broadcast"]:
         rows = rows.filter(delivery__broadcast=form.cleaned_data["broadcast"])
     page_obj = _page(request, rows)
@@ -696,7 +695,7 @@ def _automation_form_context(form: AutomationForm, automation: Automation | None
 @login_required
 @permission_required("campaigns.view_automation", raise_exception=True)
 def automation_list(request: HttpRequest) -> HttpResponse:
-    page_obj = _page(request, selectors.automations_visible_to(request.user))
+    page_obj = _page(request, selectors.automation_list(request.user))
     return render(
         request,
         "campaigns/automation_list.html",
@@ -727,7 +726,7 @@ def automation_create(request: HttpRequest) -> HttpResponse:
 @login_required
 @permission_required("campaigns.change_automation", raise_exception=True)
 def automation_edit(request: HttpRequest, pk: int) -> HttpResponse:
-    automation = get_object_or_404(selectors.automations_visible_to(request.user), pk=pk)
+    automation = get_object_or_404(selectors.automation_list(request.user), pk=pk)
     form = AutomationForm(request.POST or None, user=request.user, initial=AutomationForm.initial_for(automation))
     if request.method == "POST" and form.is_valid():
         try:
@@ -744,7 +743,7 @@ def automation_edit(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 @permission_required("campaigns.change_automation", raise_exception=True)
 def automation_toggle(request: HttpRequest, pk: int) -> HttpResponse:
-    automation = get_object_or_404(selectors.automations_visible_to(request.user), pk=pk)
+    automation = get_object_or_404(selectors.automation_list(request.user), pk=pk)
     active = request.POST.get("active") == "1"
     try:
         automation = automations.automation_set_active(automation=automation, active=active)
@@ -765,9 +764,9 @@ def automation_toggle(request: HttpRequest, pk: int) -> HttpResponse:
 @permission_required("campaigns.view_followuptask", raise_exception=True)
 def task_list(request: HttpRequest) -> HttpResponse:
     """The logged-in operator's follow-up tasks (跟进任务); managers see everyone's and filter by assignee."""
-    shows_assignee = can_see_all_contacts(request.user) or services.can_approve(request.user)
+    shows_assignee = Contact.objects.sees_all(request.user) or services.can_approve(request.user)
     form = TaskFilterForm(request.GET or None, shows_assignee=shows_assignee)
-    tasks = form.filter(selectors.tasks_visible_to(request.user))
+    tasks = form.filter(selectors.task_list(request.user))
     page_obj = _page(request, tasks)
     return render(
         request,
@@ -786,7 +785,7 @@ def task_list(request: HttpRequest) -> HttpResponse:
 @login_required
 @permission_required("campaigns.change_followuptask", raise_exception=True)
 def task_done(request: HttpRequest, pk: int) -> HttpResponse:
-    task = get_object_or_404(selectors.tasks_visible_to(request.user), pk=pk)
+    task = get_object_or_404(selectors.task_list(request.user), pk=pk)
     try:
         task = automations.follow_up_task_complete(task=task, user=request.user)
     except ValidationError as exc:

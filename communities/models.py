@@ -7,6 +7,36 @@ from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
+from scrm.querysets import RestrictedQuerySet
+
+SEE_ALL_COMMUNITIES = "communities.view_all_communities"
+
+
+class CommunityQuerySet(RestrictedQuerySet):
+    """A community is run by its owner and its admins; managers and integrators see every one."""
+
+    see_all_permissions = (SEE_ALL_COMMUNITIES,)
+
+    def owned_by(self, user, prefix: str = "") -> Q:
+        admins = Community.admins.through.objects.filter(user=user).values("community")
+        return Q(**{f"{prefix}owner": user}) | Q(**{f"{prefix}pk__in": admins})
+
+
+class MembershipQuerySet(RestrictedQuerySet):
+    """Memberships in communities the user runs, and the memberships of contacts the user owns."""
+
+    def sees_all(self, user) -> bool:
+        from contacts.models import Contact
+
+        return Community.objects.sees_all(user) and Contact.objects.sees_all(user)
+
+    def owned_by(self, user, prefix: str = "") -> Q:
+        from contacts.models import Contact
+
+        communities = Community.objects.visible_to(user).values("pk")
+        contacts = Contact.objects.live().visible_to(user).values("pk")
+        return Q(**{f"{prefix}community__in": communities}) | Q(**{f"{prefix}contact__in": contacts})
+
 
 class Community(models.Model):
     """One group of contacts run by staff: a WeChat or WeCom group, a member club, a training camp."""
@@ -48,6 +78,8 @@ class Community(models.Model):
     external_chat_id = models.CharField(_("external chat ID"), max_length=64, null=True, blank=True, unique=True)
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
 
+    objects = CommunityQuerySet.as_manager()
+
     class Meta:
         ordering = ["name", "id"]
         verbose_name = _("community")
@@ -85,6 +117,8 @@ class Membership(models.Model):
     invited_by = models.ForeignKey(
         "contacts.Contact", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
+
+    objects = MembershipQuerySet.as_manager()
 
     class Meta:
         ordering = ["-joined_at", "-id"]

@@ -24,7 +24,7 @@ _PLATFORM_MEDIUM = {
 
 def community_create(*, actor=None, admins=(), **values: Any) -> Community:
     """Create a community; an operator who names no owner runs it themselves."""
-    if values.get("owner") is None and actor is not None and not actor.has_perm("communities.view_all_communities"):
+    if values.get("owner") is None and actor is not None and not Community.objects.sees_all(actor):
         values["owner"] = actor
     community = Community(**values)
     community.full_clean()

@@ -7,7 +7,7 @@ from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 
-from contacts.selectors import contacts_visible_to
+from contacts.models import Contact
 from contacts.views import mask_phone
 
 from .forms import DashboardCommunityFilterSet
@@ -44,7 +44,7 @@ def community_detail(request: HttpRequest, pk: int) -> HttpResponse:
     # Members owned by other staff are listed (the community's runner sees who is in the group) but
     # their contact page is linked only for contacts the user may open.
     openable = set(
-        contacts_visible_to(request.user)
+        Contact.objects.live().visible_to(request.user)
         .filter(pk__in=[m.contact_id for m in memberships])
         .values_list("pk", flat=True)
     )

@@ -10,12 +10,11 @@ from django.core.exceptions import ValidationError
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
-from communities.selectors import communities_visible_to
+from communities.models import Community
 from scrm import roles
 
 from .filtersets import ContactFilterSet
 from .models import Contact, ImportJob, Tag
-from .selectors import can_see_all_contacts
 
 User = get_user_model()
 
@@ -55,9 +54,9 @@ class DashboardContactFilterSet(ContactFilterSet):
     def __init__(self, data=None, queryset=None, *, request=None, prefix=None):
         super().__init__(data, queryset, request=request, prefix=prefix)
         user = request.user if request is not None else None
-        self.shows_owner = can_see_all_contacts(user)
+        self.shows_owner = Contact.objects.sees_all(user)
         self.filters["tag"].queryset = Tag.objects.select_related("group")
-        self.filters["community"].queryset = communities_visible_to(user).order_by("name")
+        self.filters["community"].queryset = Community.objects.visible_to(user).order_by("name")
         if self.shows_owner:
             self.filters["owner"].queryset = staff_users()
         else:

@@ -52,7 +52,6 @@ from phonenumbers import PhoneMetadata
 
 from .models import Channel, Contact, ContactTag, ImportJob, Product, Purchase, PurchaseItem, Tag
 from .phones import _CN_MOBILE, _SEPARATORS, normalize_phone
-from .selectors import can_see_all_contacts, contacts_visible_to
 from .services import contact_facts_refresh
 
 logger = logging.getLogger(__name__)
@@ -453,7 +452,7 @@ class _Importer:
         self.index = _check_header(header, self.columns, self.required)
         self.actor = actor
         # Without an actor (a management command run without --as) the import sees every contact.
-        self.restricted = actor is not None and not can_see_all_contacts(actor)
+        self.restricted = actor is not None and not Contact.objects.sees_all(actor)
         self.use_copy = use_copy
         self.now = timezone.now()
         self.tz = timezone.get_default_timezone()
@@ -1136,7 +1135,7 @@ class _PurchaseImporter(_Importer):
         self.seen: dict[str, int] = {}  # order id → the line that imported it, over the whole file
         self.products: dict[str, tuple[int, Decimal] | None] = {}
         self.visible = (
-            contacts_visible_to(self.actor) if self.restricted else Contact.objects.filter(merged_into__isnull=True)
+            Contact.objects.live().visible_to(self.actor) if self.restricted else Contact.objects.live()
         )
         self.purchases = _Inserter(Purchase, use_copy=self.use_copy)
         self.items = _Inserter(PurchaseItem, use_copy=self.use_copy)

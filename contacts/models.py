@@ -10,6 +10,41 @@ from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
+from scrm.querysets import RestrictedQuerySet
+
+# Holders of this permission (managers, integrators) see and change every staff member's contacts.
+SEE_ALL_CONTACTS = "contacts.view_all_contacts"
+
+
+class ContactQuerySet(RestrictedQuerySet):
+    """Contacts are owned by one staff member; merged duplicates are kept but are not "live"."""
+
+    owner_path = "owner"
+    see_all_permissions = (SEE_ALL_CONTACTS,)
+
+    def live(self) -> ContactQuerySet:
+        """Contacts that were not merged into another one: the only ones lists, reports and sends use."""
+        return self.filter(merged_into__isnull=True)
+
+
+class ContactRowQuerySet(RestrictedQuerySet):
+    """Rows that belong to one contact (purchases, touchpoints, tag links): visible with their contact."""
+
+    owner_path = "contact__owner"
+    see_all_permissions = (SEE_ALL_CONTACTS,)
+
+
+class PurchaseItemQuerySet(RestrictedQuerySet):
+    owner_path = "purchase__contact__owner"
+    see_all_permissions = (SEE_ALL_CONTACTS,)
+
+
+class ImportJobQuerySet(RestrictedQuerySet):
+    """An import is followed by the user who started it, and by those who see every contact."""
+
+    owner_path = "created_by"
+    see_all_permissions = (SEE_ALL_CONTACTS,)
+
 
 class Channel(models.Model):
     """One acquisition channel (引流渠道) that brings people into the private domain."""
@@ -32,6 +67,8 @@ class Channel(models.Model):
     is_active = models.BooleanField(_("active"), default=True)
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
 
+    objects = RestrictedQuerySet.as_manager()
+
     class Meta:
         ordering = ["name"]
         verbose_name = _("channel")
@@ -52,6 +89,8 @@ class ChannelSpend(models.Model):
     )
     note = models.CharField(_("note"), max_length=200, blank=True)
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+
+    objects = RestrictedQuerySet.as_manager()
 
     class Meta:
         ordering = ["-start_date", "channel_id"]
@@ -150,6 +189,8 @@ class Contact(models.Model):
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 
+    objects = ContactQuerySet.as_manager()
+
     class Meta:
         ordering = ["-acquired_at", "-id"]
         verbose_name = _("contact")
@@ -212,6 +253,8 @@ class TagGroup(models.Model):
     exclusive = models.BooleanField(_("one tag per contact"), default=False)
     sort_order = models.PositiveSmallIntegerField(_("sort order"), default=0)
 
+    objects = RestrictedQuerySet.as_manager()
+
     class Meta:
         ordering = ["sort_order", "name"]
         verbose_name = _("tag group")
@@ -227,6 +270,8 @@ class Tag(models.Model):
     group = models.ForeignKey(TagGroup, on_delete=models.CASCADE, related_name="tags", verbose_name=_("group"))
     name = models.CharField(_("name"), max_length=64)
     color = models.CharField(_("colour"), max_length=7, default="#607d8b")
+
+    objects = RestrictedQuerySet.as_manager()
 
     class Meta:
         ordering = ["group__sort_order", "group__name", "name"]
@@ -253,6 +298,8 @@ class ContactTag(models.Model):
     tagged_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
     source = models.CharField(max_length=16, choices=Source.choices, default=Source.MANUAL)
     created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = ContactRowQuerySet.as_manager()
 
     class Meta:
         verbose_name = _("contact tag")
@@ -305,6 +352,8 @@ class Touchpoint(models.Model):
     )
     metadata = models.JSONField(default=dict, blank=True)
 
+    objects = ContactRowQuerySet.as_manager()
+
     class Meta:
         ordering = ["-occurred_at", "-id"]
         verbose_name = _("touchpoint")
@@ -328,6 +377,8 @@ class Product(models.Model):
     )
     repurchase_cycle_days = models.PositiveIntegerField(_("repurchase cycle (days)"), null=True, blank=True)
     is_active = models.BooleanField(_("active"), default=True)
+
+    objects = RestrictedQuerySet.as_manager()
 
     class Meta:
         ordering = ["name"]
@@ -362,6 +413,8 @@ class Purchase(models.Model):
     source = models.CharField(_("source"), max_length=32, blank=True)
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
 
+    objects = ContactRowQuerySet.as_manager()
+
     class Meta:
         ordering = ["-purchased_at", "-id"]
         verbose_name = _("purchase")
@@ -390,6 +443,8 @@ class PurchaseItem(models.Model):
     product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="purchase_items")
     quantity = models.PositiveIntegerField(default=1)
     unit_price = models.DecimalField(max_digits=12, decimal_places=2)
+
+    objects = PurchaseItemQuerySet.as_manager()
 
     class Meta:
         verbose_name = _("purchase item")
@@ -432,6 +487,8 @@ class ImportJob(models.Model):
     message = models.TextField(_("message"), blank=True)
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
     finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
+
+    objects = ImportJobQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at"]

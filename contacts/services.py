@@ -19,6 +19,8 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from scrm.exceptions import ConflictError
+
 from .models import Channel, Contact, ContactTag, Product, Purchase, PurchaseItem, Tag, Touchpoint
 from .phones import normalize_phone
 
@@ -47,16 +49,6 @@ CONTACT_EDITABLE_FIELDS = (
     "attributes",
 )
 _NULLABLE_UNIQUE_FIELDS = ("phone", "external_id", "wecom_external_userid", "wechat_unionid")
-
-
-class ConflictError(Exception):
-    """A write that contradicts what is stored under the same key (e.g. an order id re-sent with a
-    different amount). ``field`` names the disagreeing field."""
-
-    def __init__(self, message: str, *, field: str) -> None:
-        super().__init__(message)
-        self.message = message
-        self.field = field
 
 
 # --- Lifecycle stage ------------------------------------------------------------------------
@@ -150,7 +142,7 @@ def contact_create(
     """Create a contact. An operator who creates a contact without naming an owner becomes its owner."""
     values = _clean_contact_values(values)
     values.setdefault("acquired_at", timezone.now())
-    if values.get("owner") is None and actor is not None and not actor.has_perm("contacts.view_all_contacts"):
+    if values.get("owner") is None and actor is not None and not Contact.objects.sees_all(actor):
         values["owner"] = actor
     contact = Contact(**values)
     now = timezone.now()

@@ -28,7 +28,8 @@ from django.views.decorators.http import require_POST
 
 from analytics.forms import DRILL_PREFIX, DrillDownForm
 from analytics.models import ClvFit
-from communities.selectors import communities_visible_to, membership_list
+from communities.models import Community
+from communities.selectors import membership_list
 
 from . import selectors
 from .forms import BulkTagForm, ContactTagForm, DashboardContactFilterSet, ImportForm
@@ -151,7 +152,7 @@ def contact_bulk_tag(request: HttpRequest) -> HttpResponse:
         return redirect(back)
     # Only contacts the user may see: ids of other staff members' contacts are dropped, even if forged.
     contact_ids = list(
-        selectors.contacts_visible_to(request.user)
+        Contact.objects.live().visible_to(request.user)
         .filter(pk__in=form.cleaned_data["contact_ids"])
         .values_list("pk", flat=True)
     )
@@ -182,7 +183,7 @@ def contact_export(request: HttpRequest) -> StreamingHttpResponse:
     """The list's filtered contacts as CSV, streamed so that a large export holds no memory."""
     from contacts.exports import contact_csv_rows
 
-    _drill, queryset = _drill_down(request, selectors.contacts_visible_to(request.user))
+    _drill, queryset = _drill_down(request, Contact.objects.live().visible_to(request.user))
     filterset = DashboardContactFilterSet(request.GET, queryset=queryset, request=request)
     response = StreamingHttpResponse(contact_csv_rows(filterset.qs), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="contacts-{timezone.localtime():%Y%m%d-%H%M}.csv"'
@@ -207,7 +208,7 @@ def _contact_page_context(request: HttpRequest, contact: Contact) -> dict:
     linkable_communities = set()
     if memberships:
         linkable_communities = set(
-            communities_visible_to(user)
+            Community.objects.visible_to(user)
             .filter(pk__in={m.community_id for m in memberships})
             .values_list("pk", flat=True)
         )
@@ -218,14 +219,14 @@ def _contact_page_context(request: HttpRequest, contact: Contact) -> dict:
         selectors.touchpoint_list(user).filter(contact=contact).order_by("-occurred_at", "-id")[: DETAIL_ROWS + 1]
     )
     referrals = list(
-        selectors.contacts_visible_to(user)
+        Contact.objects.live().visible_to(user)
         .filter(referred_by=contact)
         .select_related("owner")
         .order_by("-acquired_at", "-id")[: DETAIL_ROWS + 1]
     )
     referred_by_visible = (
         contact.referred_by_id is not None
-        and selectors.contacts_visible_to(user).filter(pk=contact.referred_by_id).exists()
+        and Contact.objects.live().visible_to(user).filter(pk=contact.referred_by_id).exists()
     )
     can_change = user.has_perm("contacts.change_contact")
     score = getattr(contact, "score", None)  # the nightly ContactScore row, if the contact was scored yet
@@ -264,7 +265,7 @@ def contact_detail(request: HttpRequest, pk: int) -> HttpResponse:
 @permission_required("contacts.change_contact", raise_exception=True)
 def contact_tag_change(request: HttpRequest, pk: int) -> HttpResponse:
     """Add a tag to, or remove a tag from, one contact (the small form on the contact page)."""
-    contact = get_object_or_404(selectors.contacts_visible_to(request.user), pk=pk)
+    contact = get_object_or_404(Contact.objects.live().visible_to(request.user), pk=pk)
     form = ContactTagForm(request.POST)
     if not form.is_valid():
         messages.error(request, _form_errors(form))
@@ -284,14 +285,6 @@ def contact_tag_change(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 # --- CSV import -----------------------------------------------------------------------------------
-
-
-def import_jobs_visible_to(user):
-    """Import jobs a user may follow: their own, or everyone's for those who see all contacts."""
-    jobs = ImportJob.objects.select_related("created_by")
-    if not selectors.can_see_all_contacts(user):
-        jobs = jobs.filter(created_by=user)
-    return jobs
 
 
 @login_required
@@ -319,7 +312,7 @@ def contact_import(request: HttpRequest) -> HttpResponse:
             "form": form,
             "contact_columns": CONTACT_COLUMNS.items(),
             "purchase_columns": PURCHASE_COLUMNS.items(),
-            "recent_jobs": import_jobs_visible_to(request.user)[:20],
+            "recent_jobs": ImportJob.objects.select_related("created_by").visible_to(request.user)[:20],
         },
     )
 
@@ -338,7 +331,7 @@ def _import_context(job: ImportJob) -> dict:
 @login_required
 @permission_required("contacts.import_contacts", raise_exception=True)
 def import_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    job = get_object_or_404(import_jobs_visible_to(request.user), pk=pk)
+    job = get_object_or_404(ImportJob.objects.select_related("created_by").visible_to(request.user), pk=pk)
     return render(request, "contacts/import_detail.html", _import_context(job))
 
 
@@ -346,7 +339,7 @@ def import_detail(request: HttpRequest, pk: int) -> HttpResponse:
 @permission_required("contacts.import_contacts", raise_exception=True)
 def import_progress(request: HttpRequest, pk: int) -> HttpResponse:
     """The progress block alone, polled by htmx every second until the job has finished."""
-    job = get_object_or_404(import_jobs_visible_to(request.user), pk=pk)
+    job = get_object_or_404(ImportJob.objects.select_related("created_by").visible_to(request.user), pk=pk)
     return render(request, "contacts/partials/import_progress.html", _import_context(job))
 
 
@@ -365,7 +358,7 @@ def _csv_lines(rows: list[list]) -> Iterator[str]:
 @permission_required("contacts.import_contacts", raise_exception=True)
 def import_errors_csv(request: HttpRequest, pk: int) -> StreamingHttpResponse:
     """Every rejected row of an import as CSV (the page shows only the first few hundred)."""
-    job = get_object_or_404(import_jobs_visible_to(request.user), pk=pk)
+    job = get_object_or_404(ImportJob.objects.select_related("created_by").visible_to(request.user), pk=pk)
     rows = [["line", "field", "message"]] + [
         [error.get("line", ""), error.get("field", ""), error.get("message", "")] for error in job.errors or []
     ]

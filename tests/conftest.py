@@ -15,6 +15,14 @@ def _is_postgres() -> bool:
     return connection.vendor == "postgresql"
 
 
+def pytest_configure(config):
+    """Hash test passwords with MD5: PBKDF2's deliberate slowness (over a second per user on a small
+    machine) buys nothing in tests, and every fixture user hashes a password."""
+    from django.conf import settings
+
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 def pytest_collection_modifyitems(config, items):
     """Tests marked ``postgres`` skip on SQLite, each saying why."""
     from django.conf import settings

@@ -31,7 +31,7 @@ from analytics.forms import (
     MAX_PERIOD_DAYS,
 )
 from analytics.models import Layer
-from communities.selectors import communities_visible_to
+from communities.models import Community
 from contacts.models import Channel
 
 User = get_user_model()
@@ -80,7 +80,7 @@ class VisibleCommunityField(serializers.PrimaryKeyRelatedField):
     """A community id the requesting user may see; any other id reads as "does not exist"."""
 
     def get_queryset(self):
-        return communities_visible_to(self.context["request"].user)
+        return Community.objects.visible_to(self.context["request"].user)
 
 
 def _date_field(help_text: str) -> serializers.DateField:

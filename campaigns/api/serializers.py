@@ -25,9 +25,9 @@ from campaigns.models import (
     Segment,
 )
 from campaigns.policy import PRESETS
-from communities.selectors import communities_visible_to
+from communities.models import Community
 from contacts.api.serializers import UserSummarySerializer, VisibleContactField
-from contacts.models import Tag
+from contacts.models import Contact, Tag
 
 User = get_user_model()
 
@@ -37,7 +37,7 @@ class VisibleCommunityIdField(serializers.PrimaryKeyRelatedField):
     """A community the requesting user runs (managers: any); any other id reads as "does not exist"."""
 
     def get_queryset(self):
-        return communities_visible_to(self.context["request"].user)
+        return Community.objects.visible_to(self.context["request"].user)
 
 
 class VariablesField(serializers.DictField):
@@ -471,6 +471,6 @@ class FollowUpTaskSerializer(serializers.ModelSerializer):
 
     def validate_assignee(self, assignee):
         user = self.context["request"].user
-        if assignee != user and not user.has_perm("contacts.view_all_contacts"):
+        if assignee != user and not Contact.objects.sees_all(user):
             raise serializers.ValidationError(_("You can only assign tasks to yourself."))
         return assignee

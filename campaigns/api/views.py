@@ -33,7 +33,7 @@ from campaigns.filtersets import (
     SegmentFilterSet,
 )
 from campaigns.models import AutomationRun, FrequencyCap, FrequencyPolicy
-from contacts.selectors import can_see_all_contacts, contacts_visible_to
+from contacts.models import Contact
 
 from . import serializers as s
 
@@ -65,7 +65,7 @@ class SegmentViewSet(ValidSerializerMixin, viewsets.ModelViewSet):
     action_permissions = {"preview": ["campaigns.view_segment"]}
 
     def get_queryset(self):
-        return selectors.segments_visible_to(self.request.user)
+        return selectors.segment_list(self.request.user)
 
     def get_serializer_class(self):
         if self.action == "list":
@@ -124,7 +124,7 @@ class MessageTemplateViewSet(ValidSerializerMixin, viewsets.ModelViewSet):
     action_permissions = {"preview": ["campaigns.view_messagetemplate"]}
 
     def get_queryset(self):
-        return selectors.templates_visible_to(self.request.user)
+        return selectors.template_list(self.request.user)
 
     def perform_create(self, serializer):
         data = dict(serializer.validated_data)
@@ -156,7 +156,7 @@ class MessageTemplateViewSet(ValidSerializerMixin, viewsets.ModelViewSet):
         be one you may see (404 otherwise)."""
         template = self.get_object()
         data = self._valid(s.TemplatePreviewSerializer)
-        contact = get_object_or_404(contacts_visible_to(request.user).select_related("owner"), pk=data["contact"])
+        contact = get_object_or_404(Contact.objects.live().visible_to(request.user).select_related("owner"), pk=data["contact"])
         variables = data["variables"]
         subject = content.template_preview(template.subject, contact, variables=variables) if template.subject else ""
         text = content.template_preview(template, contact, variables=variables)
@@ -307,7 +307,7 @@ class OutboxMessageViewSet(viewsets.ReadOnlyModelViewSet):
     ordering_fields = ["id", "created_at"]
 
     def get_queryset(self):
-        return selectors.outbox_visible_to(self.request.user)
+        return selectors.outbox_list(self.request.user)
 
 
 # --- Frequency policy -----------------------------------------------------------------------------
@@ -396,7 +396,7 @@ class AutomationViewSet(
     }
 
     def get_queryset(self):
-        return selectors.automations_visible_to(self.request.user)
+        return selectors.automation_list(self.request.user)
 
     def perform_create(self, serializer):
         automation = automations.automation_create(created_by=self.request.user, **serializer.validated_data)
@@ -438,11 +438,7 @@ class AutomationRunViewSet(viewsets.ReadOnlyModelViewSet):
     ordering_fields = ["created_at", "due_at", "id"]
 
     def get_queryset(self):
-        user = self.request.user
-        runs = AutomationRun.objects.select_related("automation", "contact")
-        if not can_see_all_contacts(user):
-            runs = runs.filter(contact__in=contacts_visible_to(user).values("pk"))
-        return runs
+        return AutomationRun.objects.visible_to(self.request.user).select_related("automation", "contact")
 
 
 # --- Follow-up tasks ------------------------------------------------------------------------------
@@ -464,7 +460,7 @@ class FollowUpTaskViewSet(
     action_permissions = {"complete": ["campaigns.change_followuptask"]}
 
     def get_queryset(self):
-        return selectors.tasks_visible_to(self.request.user)
+        return selectors.task_list(self.request.user)
 
     def perform_create(self, serializer):
         data = dict(serializer.validated_data)

@@ -7,7 +7,6 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from communities.models import Community, Membership
-from communities.selectors import communities_visible_to
 from contacts.api.serializers import VisibleContactField
 
 User = get_user_model()
@@ -16,7 +15,7 @@ User = get_user_model()
 @extend_schema_field(OpenApiTypes.INT)
 class VisibleCommunityField(serializers.PrimaryKeyRelatedField):
     def get_queryset(self):
-        return communities_visible_to(self.context["request"].user)
+        return Community.objects.visible_to(self.context["request"].user)
 
 
 class CommunitySerializer(serializers.ModelSerializer):
@@ -34,7 +33,7 @@ class CommunitySerializer(serializers.ModelSerializer):
 
     def validate_owner(self, owner):
         user = self.context["request"].user
-        if owner is not None and owner != user and not user.has_perm("communities.view_all_communities"):
+        if owner is not None and owner != user and not Community.objects.sees_all(user):
             raise serializers.ValidationError(_("You can only create communities that you run."))
         return owner
 

@@ -23,7 +23,6 @@ from contacts.models import (
     Touchpoint,
 )
 from contacts.phones import normalize_phone
-from contacts.selectors import contacts_visible_to
 
 User = get_user_model()
 
@@ -33,7 +32,7 @@ class VisibleContactField(serializers.PrimaryKeyRelatedField):
     """A contact id the requesting user may see; any other id reads as "does not exist"."""
 
     def get_queryset(self):
-        return contacts_visible_to(self.context["request"].user)
+        return Contact.objects.live().visible_to(self.context["request"].user)
 
 
 class UserSummarySerializer(serializers.ModelSerializer):
@@ -179,7 +178,7 @@ class ContactSerializer(serializers.ModelSerializer):
 
     def validate_owner(self, owner):
         user = self.context["request"].user
-        if owner is not None and owner != user and not user.has_perm("contacts.view_all_contacts"):
+        if owner is not None and owner != user and not Contact.objects.sees_all(user):
             raise serializers.ValidationError(_("You can only assign contacts to yourself."))
         return owner
 
@@ -195,7 +194,7 @@ class BulkTagSerializer(serializers.Serializer):
 
     def validate_contact_ids(self, ids):
         ids = sorted(set(ids))
-        visible = set(contacts_visible_to(self.context["request"].user).filter(pk__in=ids).values_list("pk", flat=True))
+        visible = set(Contact.objects.live().visible_to(self.context["request"].user).filter(pk__in=ids).values_list("pk", flat=True))
         missing = [i for i in ids if i not in visible]
         if missing:
             shown = ", ".join(str(i) for i in missing[:20])
@@ -263,7 +262,7 @@ class PurchaseSerializer(serializers.ModelSerializer):
     def validate(self, attrs):
         external_id = attrs.pop("contact_external_id", None)
         if external_id and not attrs.get("contact"):
-            contact = contacts_visible_to(self.context["request"].user).filter(external_id=external_id).first()
+            contact = Contact.objects.live().visible_to(self.context["request"].user).filter(external_id=external_id).first()
             if contact is None:
                 raise serializers.ValidationError({"contact_external_id": _("No contact has this external ID.")})
             attrs["contact"] = contact

@@ -15,7 +15,7 @@ from rest_framework.response import Response
 
 from contacts import selectors, services
 from contacts.filtersets import ContactFilterSet, PurchaseFilterSet, TouchpointFilterSet
-from contacts.models import Channel, ChannelSpend, ImportJob, Product, Tag, TagGroup
+from contacts.models import Channel, ChannelSpend, Contact, ImportJob, Product, Tag, TagGroup
 
 from . import serializers as s
 
@@ -102,7 +102,7 @@ class ContactViewSet(
     def reassign(self, request):
         """Give the listed contacts to another owner."""
         data = self._valid(s.ReassignSerializer)
-        contacts = selectors.contacts_visible_to(request.user).filter(pk__in=data["contact_ids"])
+        contacts = Contact.objects.live().visible_to(request.user).filter(pk__in=data["contact_ids"])
         changed = services.contacts_reassign(contacts=contacts, owner=data["owner"], actor=request.user)
         return Response({"changed": changed})
 
@@ -150,7 +150,7 @@ class ContactViewSet(
         """Download the filtered contact list as CSV (same filters as the list)."""
         from contacts.exports import contact_csv_rows
 
-        queryset = self.filter_queryset(selectors.contacts_visible_to(request.user))
+        queryset = self.filter_queryset(Contact.objects.live().visible_to(request.user))
         response = StreamingHttpResponse(contact_csv_rows(queryset), content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = f'attachment; filename="contacts-{timezone.localdate():%Y%m%d}.csv"'
         return response
@@ -191,7 +191,7 @@ class ImportJobViewSet(viewsets.ReadOnlyModelViewSet):
 
     def get_queryset(self):
         qs = super().get_queryset()
-        if not self.request.user.has_perm("contacts.view_all_contacts"):
+        if not Contact.objects.sees_all(self.request.user):
             qs = qs.filter(created_by_id=self.request.user.pk)
         return qs
 

@@ -21,9 +21,7 @@ from typing import Any
 from django.conf import settings
 
 from communities.models import Community, Membership
-from communities.selectors import communities_visible_to
 from contacts.models import ChannelSpend, Contact, Purchase, Touchpoint
-from contacts.selectors import contacts_visible_to
 
 TZ = zoneinfo.ZoneInfo(settings.TIME_ZONE)
 _WIDE = Context(prec=60)
@@ -138,7 +136,7 @@ class Reference:
         self.user = user
         self.channel_id, self.owner_id, self.community_id, self.cohort = channel_id, owner_id, community_id, cohort
         visible = (
-            set(contacts_visible_to(user).values_list("pk", flat=True))
+            set(Contact.objects.live().visible_to(user).values_list("pk", flat=True))
             if user is not None
             else {pk for pk, c in rows.contacts.items() if c["merged_into_id"] is None}
         )
@@ -387,7 +385,7 @@ class Reference:
     def community_health(self) -> dict[int, dict[str, Any]]:
         end = dt.datetime.combine(self.date_to + dt.timedelta(days=1), dt.time.min, tzinfo=TZ)
         visible = (
-            set(communities_visible_to(self.user).values_list("pk", flat=True))
+            set(Community.objects.visible_to(self.user).values_list("pk", flat=True))
             if self.user is not None
             else set(self.rows.communities)
         )

@@ -20,7 +20,7 @@ from analytics import metrics
 from analytics.models import ContactScore
 from analytics.rollups import cohort_rollup_refresh
 from analytics.scores import scores_refresh
-from communities.selectors import communities_visible_to
+from communities.models import Community
 from tests.analytics import reference as ref
 
 D = dt.date
@@ -178,7 +178,7 @@ def test_koc_ranking_matches_the_reference(case_data, dataset):
     filters, reference = case_data
     scope = ref.Reference(reference.rows, date_from=filters.date_from, date_to=filters.date_to, user=filters.user)
     visible = (
-        set(communities_visible_to(filters.user).values_list("pk", flat=True))
+        set(Community.objects.visible_to(filters.user).values_list("pk", flat=True))
         if filters.user
         else set(scope.rows.communities)
     )

@@ -10,7 +10,6 @@ from django.http import QueryDict
 from contacts.exports import contact_csv_rows
 from contacts.filtersets import ContactFilterSet
 from contacts.models import Channel, Contact, Tag
-from contacts.selectors import contacts_visible_to
 
 
 class Command(BaseCommand):
@@ -53,12 +52,12 @@ class Command(BaseCommand):
             if options[key]:
                 data[key] = options[key]
 
-        queryset = Contact.objects.filter(merged_into__isnull=True)
+        queryset = Contact.objects.live()
         if options["username"]:
             actor = User.objects.filter(**{User.USERNAME_FIELD: options["username"]}, is_active=True).first()
             if actor is None:
                 raise CommandError(f"No active user named {options['username']!r}.")
-            queryset = contacts_visible_to(actor)
+            queryset = Contact.objects.live().visible_to(actor)
         filterset = ContactFilterSet(data, queryset=queryset)
         if not filterset.is_valid():
             raise CommandError(f"Invalid filters: {filterset.errors.as_text()}")
