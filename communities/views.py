@@ -8,7 +8,6 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 
 from contacts.models import Contact
-from contacts.views import mask_phone
 
 from .forms import DashboardCommunityFilterSet
 from .selectors import community_list as visible_communities
@@ -49,7 +48,6 @@ def community_detail(request: HttpRequest, pk: int) -> HttpResponse:
         .values_list("pk", flat=True)
     )
     for membership in memberships:
-        membership.contact.masked_phone = mask_phone(membership.contact.phone)
         membership.can_open = membership.contact_id in openable
     return render(
         request,

@@ -7,14 +7,13 @@ from collections.abc import Iterable
 from django import forms
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
-from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
 from communities.models import Community
-from scrm import roles
 
 from .filtersets import ContactFilterSet
 from .models import Contact, ImportJob, Tag
+from .selectors import staff_users
 
 User = get_user_model()
 
@@ -33,17 +32,6 @@ def tag_choices_by_group(tags: Iterable[Tag]) -> list[tuple[str, list[tuple[int,
     for tag in tags:
         grouped.setdefault(tag.group_id, (tag.group.name, []))[1].append((tag.pk, tag.name))
     return list(grouped.values())
-
-
-def staff_users():
-    """Users who can own contacts, for the owner filter."""
-    staff_roles = [roles.ADMIN, roles.MANAGER, roles.OPERATOR]
-    return (
-        User.objects.filter(is_active=True)
-        .filter(Q(is_superuser=True) | Q(groups__name__in=staff_roles))
-        .distinct()
-        .order_by("first_name", "username")
-    )
 
 
 class DashboardContactFilterSet(ContactFilterSet):
@@ -125,8 +113,8 @@ class TagChoiceMixin:
 
 
 class BulkTagForm(TagChoiceMixin, forms.Form):
-    """Put tags on the contacts ticked in the list. The view narrows ``contact_ids`` to the contacts the
-    user may see, so forged ids of other staff members' contacts are ignored."""
+    """Put tags on the contacts ticked in the list. Every id must be a contact the user may see, or the
+    request is rejected as a whole (``services.contacts_bulk_tag``), exactly as in the API."""
 
     contact_ids = IdListField(
         label=_("Contacts"), error_messages={"required": _("Tick at least one contact in the list.")}

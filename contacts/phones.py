@@ -46,3 +46,13 @@ def normalize_phone(raw: str, region: str | None = None) -> str:
     if not phonenumbers.is_valid_number(number):
         raise ValidationError(_("%(value)s is not a valid phone number.") % {"value": raw}, code="invalid")
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def mask_phone(phone: str | None) -> str:
+    """``+8613812345678`` → ``138****5678``: enough to recognise a number, not enough to copy it."""
+    if not phone:
+        return ""
+    national = phone[3:] if phone.startswith("+86") else phone
+    if len(national) >= 9:
+        return f"{national[:-8]}****{national[-4:]}"
+    return f"{national[:2]}****{national[-2:]}" if len(national) > 4 else "****"

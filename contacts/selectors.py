@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from django.db.models import Prefetch, QuerySet
+from django.contrib.auth import get_user_model
+from django.db.models import Prefetch, Q, QuerySet
+
+from scrm import roles
 
 from .models import Contact, ContactTag, Purchase, Tag, Touchpoint
 
@@ -27,3 +30,15 @@ def purchase_list(user) -> QuerySet[Purchase]:
 
 def touchpoint_list(user) -> QuerySet[Touchpoint]:
     return Touchpoint.objects.visible_to(user).select_related("contact", "staff", "community")
+
+
+def staff_users() -> QuerySet:
+    """Active staff who can own contacts (admins, managers, operators), for owner and assignee choices."""
+    staff_roles = [roles.ADMIN, roles.MANAGER, roles.OPERATOR]
+    return (
+        get_user_model()
+        .objects.filter(is_active=True)
+        .filter(Q(is_superuser=True) | Q(groups__name__in=staff_roles))
+        .distinct()
+        .order_by("first_name", "username")
+    )

@@ -329,6 +329,39 @@ def contacts_untag(*, contact_ids: Iterable[int], tags: Sequence[Tag]) -> int:
     return deleted
 
 
+def _visible_contact_ids(actor: User, contact_ids: Iterable[int]) -> list[int]:
+    """``contact_ids``, sorted and unique, if ``actor`` may see every one of them; otherwise a
+    ValidationError naming the others. A bulk write never narrows a request quietly: the dashboard and
+    the API both reject the whole request and write nothing, so a forged or stale id is noticed."""
+    ids = sorted(set(contact_ids))
+    visible = set(Contact.objects.live().visible_to(actor).filter(pk__in=ids).values_list("pk", flat=True))
+    missing = [i for i in ids if i not in visible]
+    if missing:
+        shown = ", ".join(str(i) for i in missing[:20])
+        raise ValidationError({"contact_ids": [_("Unknown contact id(s): %(ids)s.") % {"ids": shown}]})
+    return ids
+
+
+def contacts_bulk_tag(*, actor: User, contact_ids: Iterable[int], tags: Sequence[Tag], source: str) -> int:
+    """Tag contacts chosen by a user (list page, API); every id must be one the user may see."""
+    return contacts_tag(contact_ids=_visible_contact_ids(actor, contact_ids), tags=tags, actor=actor, source=source)
+
+
+def contacts_bulk_untag(*, actor: User, contact_ids: Iterable[int], tags: Sequence[Tag]) -> int:
+    """Untag contacts chosen by a user; every id must be one the user may see."""
+    return contacts_untag(contact_ids=_visible_contact_ids(actor, contact_ids), tags=tags)
+
+
+def contact_tags_set(*, contact: Contact, tags: Sequence[Tag], actor: User | None, source: str) -> None:
+    """Make ``tags`` exactly the contact's tags: remove the others, add the missing ones (with ``source``).
+    Tags the contact already carries keep their original link (who tagged, and when)."""
+    current = set(contact.tag_links.values_list("tag_id", flat=True))
+    wanted = {tag.pk for tag in tags}
+    with transaction.atomic():
+        contacts_untag(contact_ids=[contact.pk], tags=list(Tag.objects.filter(pk__in=current - wanted)))
+        contacts_tag(contact_ids=[contact.pk], tags=[t for t in tags if t.pk not in current], actor=actor, source=source)
+
+
 # --- Owners ---------------------------------------------------------------------------------
 
 

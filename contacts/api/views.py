@@ -4,6 +4,7 @@ filters; actions validate input with a serializer, call one service and serialis
 from __future__ import annotations
 
 from django.contrib.auth import get_user_model
+from django.db import transaction
 from django.http import StreamingHttpResponse
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
@@ -64,12 +65,10 @@ class ContactViewSet(
     def perform_update(self, serializer):
         data = dict(serializer.validated_data)
         tags = data.pop("tag_ids", None)
-        contact = services.contact_update(contact=serializer.instance, actor=self.request.user, **data)
-        if tags is not None:
-            current = set(contact.tags.values_list("pk", flat=True))
-            wanted = {t.pk for t in tags}
-            services.contacts_untag(contact_ids=[contact.pk], tags=[t for t in Tag.objects.filter(pk__in=current - wanted)])
-            services.contacts_tag(contact_ids=[contact.pk], tags=[t for t in tags if t.pk not in current], actor=self.request.user, source="api")
+        with transaction.atomic():
+            contact = services.contact_update(contact=serializer.instance, actor=self.request.user, **data)
+            if tags is not None:
+                services.contact_tags_set(contact=contact, tags=tags, actor=self.request.user, source="api")
         serializer.instance = self.get_queryset().get(pk=contact.pk)
 
     @extend_schema(request=s.BulkTagSerializer, responses=inline_serializer("BulkTagResult", {"changed": serializers.IntegerField()}))
@@ -77,7 +76,9 @@ class ContactViewSet(
     def bulk_tag(self, request):
         """Put tags on many contacts at once (safe to retry)."""
         data = self._valid(s.BulkTagSerializer)
-        added = services.contacts_tag(contact_ids=data["contact_ids"], tags=data["tag_ids"], actor=request.user, source="api")
+        added = services.contacts_bulk_tag(
+            actor=request.user, contact_ids=data["contact_ids"], tags=data["tag_ids"], source="api"
+        )
         return Response({"changed": added})
 
     @extend_schema(request=s.BulkTagSerializer, responses=inline_serializer("BulkUntagResult", {"changed": serializers.IntegerField()}))
@@ -85,7 +86,7 @@ class ContactViewSet(
     def bulk_untag(self, request):
         """Remove tags from many contacts at once."""
         data = self._valid(s.BulkTagSerializer)
-        removed = services.contacts_untag(contact_ids=data["contact_ids"], tags=data["tag_ids"])
+        removed = services.contacts_bulk_untag(actor=request.user, contact_ids=data["contact_ids"], tags=data["tag_ids"])
         return Response({"changed": removed})
 
     @extend_schema(request=s.MergeSerializer, responses=s.ContactSerializer)
