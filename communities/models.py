@@ -129,7 +129,8 @@ class Membership(models.Model):
                 fields=["community", "contact"], condition=Q(left_at__isnull=True), name="membership_one_open"
             ),
             models.CheckConstraint(
-                condition=Q(left_at__isnull=True) | Q(left_at__gte=models.F("joined_at")), name="membership_left_after_join"
+                condition=Q(left_at__isnull=True) | Q(left_at__gte=models.F("joined_at")),
+                name="membership_left_after_join",
             ),
         ]
         indexes = [

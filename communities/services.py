@@ -71,7 +71,9 @@ def membership_join(
         if open_membership:
             return open_membership, False
         if Membership.objects.filter(community=community, left_at__isnull=True).count() >= community.capacity:
-            raise ValidationError({"community": [_("This community is full (%(n)s members).") % {"n": community.capacity}]})
+            raise ValidationError(
+                {"community": [_("This community is full (%(n)s members).") % {"n": community.capacity}]}
+            )
         try:
             with transaction.atomic():
                 membership = Membership.objects.create(

@@ -43,7 +43,8 @@ def community_detail(request: HttpRequest, pk: int) -> HttpResponse:
     # Members owned by other staff are listed (the community's runner sees who is in the group) but
     # their contact page is linked only for contacts the user may open.
     openable = set(
-        Contact.objects.live().visible_to(request.user)
+        Contact.objects.live()
+        .visible_to(request.user)
         .filter(pk__in=[m.contact_id for m in memberships])
         .values_list("pk", flat=True)
     )

@@ -30,8 +30,15 @@ class ContactAdmin(admin.ModelAdmin):
     search_fields = ["name", "phone", "external_id"]
     raw_id_fields = ["owner", "referred_by", "merged_into", "channel"]
     readonly_fields = [
-        "stage", "first_purchase_at", "last_purchase_at", "purchase_count", "total_spent",
-        "last_interaction_at", "referral_count", "created_at", "updated_at",
+        "stage",
+        "first_purchase_at",
+        "last_purchase_at",
+        "purchase_count",
+        "total_spent",
+        "last_interaction_at",
+        "referral_count",
+        "created_at",
+        "updated_at",
     ]
     inlines = [ContactTagInline]
     list_select_related = ["channel", "owner"]
@@ -86,5 +93,15 @@ class PurchaseAdmin(admin.ModelAdmin):
 
 @admin.register(ImportJob)
 class ImportJobAdmin(admin.ModelAdmin):
-    list_display = ["id", "kind", "status", "filename", "total_rows", "created_count", "updated_count", "error_count", "created_at"]
+    list_display = [
+        "id",
+        "kind",
+        "status",
+        "filename",
+        "total_rows",
+        "created_count",
+        "updated_count",
+        "error_count",
+        "created_at",
+    ]
     list_filter = ["kind", "status"]

@@ -165,7 +165,12 @@ class Contact(models.Model):
     )
     stage = models.CharField(_("lifecycle stage"), max_length=10, choices=Stage.choices, default=Stage.LEAD)
     referred_by = models.ForeignKey(
-        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="referrals", verbose_name=_("referred by")
+        "self",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="referrals",
+        verbose_name=_("referred by"),
     )
     attributes = models.JSONField(_("attributes"), default=dict, blank=True)
     marketing_consent = models.BooleanField(_("marketing consent"), default=False)

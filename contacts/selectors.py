@@ -11,8 +11,11 @@ from .models import Contact, ContactTag, Purchase, Tag, Touchpoint
 
 
 def contact_list(user) -> QuerySet[Contact]:
-    return Contact.objects.live().visible_to(user).select_related("channel", "owner").prefetch_related(
-        Prefetch("tags", queryset=Tag.objects.select_related("group"))
+    return (
+        Contact.objects.live()
+        .visible_to(user)
+        .select_related("channel", "owner")
+        .prefetch_related(Prefetch("tags", queryset=Tag.objects.select_related("group")))
     )
 
 

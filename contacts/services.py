@@ -303,7 +303,9 @@ def contacts_tag(
     for tag in tags:
         if tag.group.exclusive:
             if tag.group_id in exclusive:
-                raise ValidationError({"tags": [_("Only one tag of the group “%(group)s” may be given.") % {"group": tag.group.name}]})
+                raise ValidationError(
+                    {"tags": [_("Only one tag of the group “%(group)s” may be given.") % {"group": tag.group.name}]}
+                )
             exclusive[tag.group_id] = tag.pk
     created = 0
     with transaction.atomic():
@@ -312,7 +314,9 @@ def contacts_tag(
         for start in range(0, len(ids), FACTS_CHUNK):
             chunk = ids[start : start + FACTS_CHUNK]
             for tag in tags:
-                already = set(ContactTag.objects.filter(tag=tag, contact_id__in=chunk).values_list("contact_id", flat=True))
+                already = set(
+                    ContactTag.objects.filter(tag=tag, contact_id__in=chunk).values_list("contact_id", flat=True)
+                )
                 links = [
                     ContactTag(contact_id=cid, tag=tag, tagged_by=actor, source=source)
                     for cid in chunk
@@ -359,7 +363,9 @@ def contact_tags_set(*, contact: Contact, tags: Sequence[Tag], actor: User | Non
     wanted = {tag.pk for tag in tags}
     with transaction.atomic():
         contacts_untag(contact_ids=[contact.pk], tags=list(Tag.objects.filter(pk__in=current - wanted)))
-        contacts_tag(contact_ids=[contact.pk], tags=[t for t in tags if t.pk not in current], actor=actor, source=source)
+        contacts_tag(
+            contact_ids=[contact.pk], tags=[t for t in tags if t.pk not in current], actor=actor, source=source
+        )
 
 
 # --- Owners ---------------------------------------------------------------------------------
@@ -394,10 +400,14 @@ def contacts_handover(
 
 def _purchase_matches(purchase: Purchase, *, contact: Contact, amount: Decimal) -> None:
     if purchase.contact_id != contact.pk:
-        raise ConflictError(_("Order %(id)s is already recorded for another contact.") % {"id": purchase.external_order_id}, field="contact")
+        raise ConflictError(
+            _("Order %(id)s is already recorded for another contact.") % {"id": purchase.external_order_id},
+            field="contact",
+        )
     if purchase.amount != amount:
         raise ConflictError(
-            _("Order %(id)s is already recorded with amount %(amount)s.") % {"id": purchase.external_order_id, "amount": purchase.amount},
+            _("Order %(id)s is already recorded with amount %(amount)s.")
+            % {"id": purchase.external_order_id, "amount": purchase.amount},
             field="amount",
         )
 

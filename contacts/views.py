@@ -197,7 +197,8 @@ def _contact_page_context(request: HttpRequest, contact: Contact) -> dict:
         selectors.touchpoint_list(user).filter(contact=contact).order_by("-occurred_at", "-id")[: DETAIL_ROWS + 1]
     )
     referrals = list(
-        Contact.objects.live().visible_to(user)
+        Contact.objects.live()
+        .visible_to(user)
         .filter(referred_by=contact)
         .select_related("owner")
         .order_by("-acquired_at", "-id")[: DETAIL_ROWS + 1]
@@ -327,7 +328,8 @@ def import_errors_csv(request: HttpRequest, pk: int) -> StreamingHttpResponse:
     """Every rejected row of an import as CSV (the page shows only the first few hundred)."""
     job = get_object_or_404(ImportJob.objects.select_related("created_by").visible_to(request.user), pk=pk)
     rows = [["line", "field", "message"]] + [
-        [error.get("line", ""), Text(error.get("field", "")), Text(error.get("message", ""))] for error in job.errors or []
+        [error.get("line", ""), Text(error.get("field", "")), Text(error.get("message", ""))]
+        for error in job.errors or []
     ]
     response = StreamingHttpResponse(csv_chunks(rows), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="import-{job.pk}-rejected.csv"'

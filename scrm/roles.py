@@ -14,8 +14,23 @@ ROLES = (ADMIN, MANAGER, OPERATOR, INTEGRATOR)
 
 # "app.*" grants every permission of an app; other entries are "app.codename".
 ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
-    ADMIN: ("contacts.*", "communities.*", "campaigns.*", "analytics.*", "auth.*", "authtoken.*", "django_celery_beat.*"),
-    MANAGER: ("contacts.*", "communities.*", "campaigns.*", "analytics.*", "auth.view_user", "django_celery_beat.view_periodictask"),
+    ADMIN: (
+        "contacts.*",
+        "communities.*",
+        "campaigns.*",
+        "analytics.*",
+        "auth.*",
+        "authtoken.*",
+        "django_celery_beat.*",
+    ),
+    MANAGER: (
+        "contacts.*",
+        "communities.*",
+        "campaigns.*",
+        "analytics.*",
+        "auth.view_user",
+        "django_celery_beat.view_periodictask",
+    ),
     OPERATOR: (
         "contacts.view_contact",
         "contacts.add_contact",

@@ -53,5 +53,7 @@ def test_embedded_default_uses_sqlite_and_the_filesystem_broker(tmp_path):
 
 def test_redis_url_switches_broker_and_cache(tmp_path):
     code = "from django.conf import settings as s;print(s.CELERY_BROKER_URL);print(s.CACHES['default']['BACKEND'])"
-    result = _run({"SCRM_VAR_DIR": str(tmp_path), "REDIS_URL": "redis://127.0.0.1:6379/3"}, "shell", "--no-imports", "-c", code)
+    result = _run(
+        {"SCRM_VAR_DIR": str(tmp_path), "REDIS_URL": "redis://127.0.0.1:6379/3"}, "shell", "--no-imports", "-c", code
+    )
     assert result.stdout.split("\n")[:2] == ["redis://127.0.0.1:6379/3", "django.core.cache.backends.redis.RedisCache"]

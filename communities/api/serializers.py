@@ -20,14 +20,26 @@ class VisibleCommunityField(serializers.PrimaryKeyRelatedField):
 
 class CommunitySerializer(serializers.ModelSerializer):
     member_count = serializers.IntegerField(read_only=True)
-    owner = serializers.PrimaryKeyRelatedField(queryset=User.objects.filter(is_active=True), required=False, allow_null=True)
+    owner = serializers.PrimaryKeyRelatedField(
+        queryset=User.objects.filter(is_active=True), required=False, allow_null=True
+    )
     admins = serializers.PrimaryKeyRelatedField(queryset=User.objects.filter(is_active=True), many=True, required=False)
 
     class Meta:
         model = Community
         fields = [
-            "id", "name", "kind", "platform", "owner", "admins", "capacity", "rules", "status",
-            "external_chat_id", "member_count", "created_at",
+            "id",
+            "name",
+            "kind",
+            "platform",
+            "owner",
+            "admins",
+            "capacity",
+            "rules",
+            "status",
+            "external_chat_id",
+            "member_count",
+            "created_at",
         ]
         read_only_fields = ["created_at"]
 
@@ -46,7 +58,17 @@ class MembershipSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Membership
-        fields = ["id", "community", "contact", "role", "joined_at", "left_at", "join_source", "invited_by", "is_active"]
+        fields = [
+            "id",
+            "community",
+            "contact",
+            "role",
+            "joined_at",
+            "left_at",
+            "join_source",
+            "invited_by",
+            "is_active",
+        ]
         read_only_fields = ["left_at"]
         extra_kwargs = {"joined_at": {"required": False}}
         validators = []

@@ -34,7 +34,9 @@ class CommunityViewSet(viewsets.ModelViewSet):
         serializer.instance = self.get_queryset().get(pk=community.pk)
 
 
-class MembershipViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, viewsets.GenericViewSet):
+class MembershipViewSet(
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, viewsets.GenericViewSet
+):
     """Who is in which community. ``POST`` joins (idempotent: 200 with the open membership when the
     contact is already in); ``leave`` closes a membership."""
 

@@ -193,8 +193,9 @@ class BulkTagSerializer(serializers.Serializer):
     rejected as a whole (``services.contacts_bulk_tag``)."""
 
     contact_ids = serializers.ListField(child=serializers.IntegerField(), min_length=1, max_length=100000)
-    tag_ids = serializers.PrimaryKeyRelatedField(queryset=Tag.objects.select_related("group"), many=True, allow_empty=False)
-
+    tag_ids = serializers.PrimaryKeyRelatedField(
+        queryset=Tag.objects.select_related("group"), many=True, allow_empty=False
+    )
 
 
 class MergeSerializer(serializers.Serializer):
@@ -257,7 +258,9 @@ class PurchaseSerializer(serializers.ModelSerializer):
     def validate(self, attrs):
         external_id = attrs.pop("contact_external_id", None)
         if external_id and not attrs.get("contact"):
-            contact = Contact.objects.live().visible_to(self.context["request"].user).filter(external_id=external_id).first()
+            contact = (
+                Contact.objects.live().visible_to(self.context["request"].user).filter(external_id=external_id).first()
+            )
             if contact is None:
                 raise serializers.ValidationError({"contact_external_id": _("No contact has this external ID.")})
             attrs["contact"] = contact

@@ -24,7 +24,11 @@ User = get_user_model()
 
 
 class ContactViewSet(
-    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, mixins.UpdateModelMixin, viewsets.GenericViewSet
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    mixins.UpdateModelMixin,
+    viewsets.GenericViewSet,
 ):
     """Contacts the caller may see (operators: the ones they own). Contacts are never deleted through the
     API: use ``erase`` (personal data removal) or ``merge``."""
@@ -58,9 +62,7 @@ class ContactViewSet(
     def perform_create(self, serializer):
         data = dict(serializer.validated_data)
         tags = data.pop("tag_ids", [])
-        serializer.instance = services.contact_create(
-            actor=self.request.user, tags=tags, tag_source="api", **data
-        )
+        serializer.instance = services.contact_create(actor=self.request.user, tags=tags, tag_source="api", **data)
 
     def perform_update(self, serializer):
         data = dict(serializer.validated_data)
@@ -71,7 +73,10 @@ class ContactViewSet(
                 services.contact_tags_set(contact=contact, tags=tags, actor=self.request.user, source="api")
         serializer.instance = self.get_queryset().get(pk=contact.pk)
 
-    @extend_schema(request=s.BulkTagSerializer, responses=inline_serializer("BulkTagResult", {"changed": serializers.IntegerField()}))
+    @extend_schema(
+        request=s.BulkTagSerializer,
+        responses=inline_serializer("BulkTagResult", {"changed": serializers.IntegerField()}),
+    )
     @action(detail=False, methods=["post"], url_path="bulk-tag")
     def bulk_tag(self, request):
         """Put tags on many contacts at once (safe to retry)."""
@@ -81,12 +86,17 @@ class ContactViewSet(
         )
         return Response({"changed": added})
 
-    @extend_schema(request=s.BulkTagSerializer, responses=inline_serializer("BulkUntagResult", {"changed": serializers.IntegerField()}))
+    @extend_schema(
+        request=s.BulkTagSerializer,
+        responses=inline_serializer("BulkUntagResult", {"changed": serializers.IntegerField()}),
+    )
     @action(detail=False, methods=["post"], url_path="bulk-untag")
     def bulk_untag(self, request):
         """Remove tags from many contacts at once."""
         data = self._valid(s.BulkTagSerializer)
-        removed = services.contacts_bulk_untag(actor=request.user, contact_ids=data["contact_ids"], tags=data["tag_ids"])
+        removed = services.contacts_bulk_untag(
+            actor=request.user, contact_ids=data["contact_ids"], tags=data["tag_ids"]
+        )
         return Response({"changed": removed})
 
     @extend_schema(request=s.MergeSerializer, responses=s.ContactSerializer)
@@ -96,9 +106,14 @@ class ContactViewSet(
         primary = self.get_object()
         data = self._valid(s.MergeSerializer)
         contact = services.contact_merge(primary=primary, duplicate=data["duplicate"], actor=request.user)
-        return Response(s.ContactSerializer(self.get_queryset().get(pk=contact.pk), context=self.get_serializer_context()).data)
+        return Response(
+            s.ContactSerializer(self.get_queryset().get(pk=contact.pk), context=self.get_serializer_context()).data
+        )
 
-    @extend_schema(request=s.ReassignSerializer, responses=inline_serializer("ReassignResult", {"changed": serializers.IntegerField()}))
+    @extend_schema(
+        request=s.ReassignSerializer,
+        responses=inline_serializer("ReassignResult", {"changed": serializers.IntegerField()}),
+    )
     @action(detail=False, methods=["post"])
     def reassign(self, request):
         """Give the listed contacts to another owner."""
@@ -109,14 +124,19 @@ class ContactViewSet(
 
     @extend_schema(
         request=s.HandoverSerializer,
-        responses=inline_serializer("HandoverResult", {"contacts": serializers.IntegerField(), "communities": serializers.IntegerField()}),
+        responses=inline_serializer(
+            "HandoverResult", {"contacts": serializers.IntegerField(), "communities": serializers.IntegerField()}
+        ),
     )
     @action(detail=False, methods=["post"])
     def handover(self, request):
         """离职继承: hand all contacts (and communities) of a departing staff member to another."""
         data = self._valid(s.HandoverSerializer)
         result = services.contacts_handover(
-            from_user=data["from_user"], to_user=data["to_user"], actor=request.user, include_communities=data["include_communities"]
+            from_user=data["from_user"],
+            to_user=data["to_user"],
+            actor=request.user,
+            include_communities=data["include_communities"],
         )
         return Response(result)
 
@@ -157,7 +177,12 @@ class ContactViewSet(
         return response
 
     @extend_schema(
-        request={"multipart/form-data": inline_serializer("ImportUpload", {"file": serializers.FileField(), "kind": serializers.ChoiceField(choices=ImportJob.Kind.choices)})},
+        request={
+            "multipart/form-data": inline_serializer(
+                "ImportUpload",
+                {"file": serializers.FileField(), "kind": serializers.ChoiceField(choices=ImportJob.Kind.choices)},
+            )
+        },
         responses={202: s.ImportJobSerializer},
     )
     @action(detail=False, methods=["post"], url_path="import", parser_classes=[MultiPartParser, FormParser])
@@ -239,7 +264,10 @@ class PurchaseViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
     def get_queryset(self):
         return selectors.purchase_list(self.request.user)
 
-    @extend_schema(request=s.PurchaseSerializer, responses={201: s.PurchaseSerializer, 200: s.PurchaseSerializer, 409: OpenApiResponse(description="Conflict")})
+    @extend_schema(
+        request=s.PurchaseSerializer,
+        responses={201: s.PurchaseSerializer, 200: s.PurchaseSerializer, 409: OpenApiResponse(description="Conflict")},
+    )
     def create(self, request):
         serializer = s.PurchaseSerializer(data=request.data, context=self.get_serializer_context())
         serializer.is_valid(raise_exception=True)
@@ -268,10 +296,14 @@ class PurchaseViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
         data = s.RefundSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         services.purchase_refund(purchase=purchase, refunded_at=data.validated_data.get("refunded_at"))
-        return Response(s.PurchaseSerializer(self.get_queryset().get(pk=purchase.pk), context=self.get_serializer_context()).data)
+        return Response(
+            s.PurchaseSerializer(self.get_queryset().get(pk=purchase.pk), context=self.get_serializer_context()).data
+        )
 
 
-class TouchpointViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, viewsets.GenericViewSet):
+class TouchpointViewSet(
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, viewsets.GenericViewSet
+):
     """Interactions (append-only)."""
 
     serializer_class = s.TouchpointSerializer

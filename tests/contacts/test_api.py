@@ -94,9 +94,7 @@ def test_operator_may_not_delete_contacts_or_create_channels(operator, operator_
 def test_operator_cannot_erase_or_hand_over(operator, operator_api, other_operator):
     contact = ContactFactory(owner=operator)
     assert operator_api.post(f"/api/v1/contacts/{contact.pk}/erase/").status_code == 403
-    response = operator_api.post(
-        "/api/v1/contacts/handover/", {"from_user": other_operator.pk, "to_user": operator.pk}
-    )
+    response = operator_api.post("/api/v1/contacts/handover/", {"from_user": other_operator.pk, "to_user": operator.pk})
     assert response.status_code == 403
 
 
@@ -120,7 +118,13 @@ def test_create_contact_returns_normalised_phone_owner_and_tags(operator, operat
     tag = TagFactory(name="宝妈")
     response = operator_api.post(
         "/api/v1/contacts/",
-        {"name": "王芳", "phone": "138-0013-8000", "tag_ids": [tag.pk], "marketing_consent": True, "consent_source": "H5"},
+        {
+            "name": "王芳",
+            "phone": "138-0013-8000",
+            "tag_ids": [tag.pk],
+            "marketing_consent": True,
+            "consent_source": "H5",
+        },
     )
     assert response.status_code == 201, response.content
     body = response.json()
@@ -171,7 +175,11 @@ def test_filters_by_stage_channel_tag_owner_community_dates_and_search(manager_a
     channel = ChannelFactory(name="抖音")
     tag = TagFactory()
     target = ContactFactory(
-        name="陈静", channel=channel, owner=operator, stage="customer", acquired_at=dt.datetime(2026, 5, 3, tzinfo=dt.UTC)
+        name="陈静",
+        channel=channel,
+        owner=operator,
+        stage="customer",
+        acquired_at=dt.datetime(2026, 5, 3, tzinfo=dt.UTC),
     )
     ContactFactory(name="刘洋", stage="customer")
     ContactFactory(name="杨帆", channel=channel, stage="lead")
@@ -201,7 +209,9 @@ def test_unknown_filter_value_is_a_400_naming_the_parameter(manager_api):
 def test_bulk_tag_rejects_ids_the_operator_cannot_see_and_writes_nothing(operator, operator_api, other_operator):
     mine, theirs = ContactFactory(owner=operator), ContactFactory(owner=other_operator)
     tag = TagFactory()
-    response = operator_api.post("/api/v1/contacts/bulk-tag/", {"contact_ids": [mine.pk, theirs.pk], "tag_ids": [tag.pk]})
+    response = operator_api.post(
+        "/api/v1/contacts/bulk-tag/", {"contact_ids": [mine.pk, theirs.pk], "tag_ids": [tag.pk]}
+    )
     assert response.status_code == 400 and error_fields(response) == {"contact_ids"}
     assert not tag.contact_links.exists()
 
@@ -335,7 +345,9 @@ def test_refund_action_updates_the_facts(integrator_api):
 
 
 def test_operator_cannot_record_a_purchase_for_someone_elses_contact(operator_api, other_operator):
-    response = operator_api.post("/api/v1/purchases/", order_payload(ContactFactory(owner=other_operator)), format="json")
+    response = operator_api.post(
+        "/api/v1/purchases/", order_payload(ContactFactory(owner=other_operator)), format="json"
+    )
     assert response.status_code == 400 and error_fields(response) == {"contact"}
 
 
@@ -345,7 +357,8 @@ def test_operator_cannot_record_a_purchase_for_someone_elses_contact(operator_ap
 def test_touchpoint_create_records_the_staff_member_and_engages_the_contact(operator, operator_api):
     contact = ContactFactory(owner=operator)
     response = operator_api.post(
-        "/api/v1/touchpoints/", {"contact": contact.pk, "medium": "wecom", "kind": "message_in", "metadata": {"text": "在吗"}}
+        "/api/v1/touchpoints/",
+        {"contact": contact.pk, "medium": "wecom", "kind": "message_in", "metadata": {"text": "在吗"}},
     )
     assert response.status_code == 201, response.content
     assert response.json()["staff"] == operator.pk
@@ -363,7 +376,8 @@ def test_touchpoint_with_unknown_kind_is_a_400_naming_kind(operator, operator_ap
 def test_channel_spend_with_end_before_start_is_a_400_naming_end_date(manager_api):
     channel = ChannelFactory()
     response = manager_api.post(
-        "/api/v1/channel-spend/", {"channel": channel.pk, "start_date": "2026-02-01", "end_date": "2026-01-01", "amount": "10"}
+        "/api/v1/channel-spend/",
+        {"channel": channel.pk, "start_date": "2026-02-01", "end_date": "2026-01-01", "amount": "10"},
     )
     assert response.status_code == 400 and error_fields(response) == {"end_date"}
 

@@ -52,7 +52,9 @@ def test_contact_create_rejects_a_duplicate_phone_naming_the_field():
 
 
 def test_contact_create_with_consent_records_time_and_source():
-    contact = services.contact_create(name="A", phone="13800138001", marketing_consent=True, consent_source="小程序授权")
+    contact = services.contact_create(
+        name="A", phone="13800138001", marketing_consent=True, consent_source="小程序授权"
+    )
     assert contact.marketing_consent and contact.consent_at and contact.consent_source == "小程序授权"
     assert contact.can_receive_marketing
 
@@ -132,7 +134,10 @@ def test_resending_a_paid_order_as_refunded_applies_the_refund():
 def test_purchase_with_items_stores_lines_at_the_given_or_catalogue_price():
     product = ProductFactory(price=Decimal("99.00"))
     purchase, _ = record(
-        ContactFactory(), "I1", "149.00", items=[{"product": product, "quantity": 1}, {"product": product, "unit_price": "50.00"}]
+        ContactFactory(),
+        "I1",
+        "149.00",
+        items=[{"product": product, "quantity": 1}, {"product": product, "unit_price": "50.00"}],
     )
     assert sorted(item.unit_price for item in purchase.items.all()) == [Decimal("50.00"), Decimal("99.00")]
 
@@ -184,7 +189,9 @@ def test_stage_derivation_is_the_same_from_a_full_refresh():
     services.touchpoint_record(contact=contact, medium="chat", kind="message_in")
     contact.refresh_from_db()
     before = (contact.stage, contact.purchase_count, contact.total_spent, contact.last_interaction_at)
-    Contact.objects.filter(pk=contact.pk).update(stage="lead", purchase_count=0, total_spent=0, last_interaction_at=None)
+    Contact.objects.filter(pk=contact.pk).update(
+        stage="lead", purchase_count=0, total_spent=0, last_interaction_at=None
+    )
     services.contact_facts_refresh(contact_ids=[contact.pk])
     contact.refresh_from_db()
     assert (contact.stage, contact.purchase_count, contact.total_spent, contact.last_interaction_at) == before
