@@ -37,6 +37,7 @@ run: install
 ## make test: the whole suite. SQLite by default; PostgreSQL/Redis when DATABASE_URL/REDIS_URL are set.
 test: install browser
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/python manage.py makemigrations --check --dry-run
 	$(BIN)/pytest $(PYTEST_ARGS)
 
