@@ -23,6 +23,7 @@ from contacts.models import (
     Touchpoint,
 )
 from contacts.phones import normalize_phone
+from contacts.services import CONTACT_EDITABLE_FIELDS
 
 User = get_user_model()
 
@@ -110,26 +111,11 @@ class ContactSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Contact
+        # What a caller may write is services.CONTACT_EDITABLE_FIELDS (the one list); the rest is read-only.
         fields = [
             "id",
-            "name",
-            "phone",
-            "email",
-            "external_id",
-            "wecom_external_userid",
-            "wechat_unionid",
-            "gender",
-            "birthday",
-            "region",
-            "city",
-            "occupation",
-            "channel",
-            "acquired_at",
-            "owner",
-            "intent_level",
+            *CONTACT_EDITABLE_FIELDS,
             "stage",
-            "referred_by",
-            "attributes",
             "marketing_consent",
             "consent_at",
             "consent_source",
