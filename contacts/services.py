@@ -83,7 +83,8 @@ def contact_facts_refresh(*, contact_ids: Iterable[int]) -> None:
         .values("occurred_at")[:1]
     )
     referrals = (
-        Contact.objects.live().filter(referred_by=OuterRef("pk"))
+        Contact.objects.live()
+        .filter(referred_by=OuterRef("pk"))
         .order_by()
         .values("referred_by")
         .annotate(n=Count("pk"))
