@@ -1,6 +1,7 @@
 """The report tables as rows for CSV: one function per report, each turning the result of an
 ``analytics.metrics`` service into a ``Table`` (a header of readable column names and the rows), and
-``csv_chunks`` writing tables as CSV text for Excel (UTF-8 with a BOM, CRLF line ends).
+``csv_chunks`` writing tables — one, or several in one file — through the project's one CSV writer
+(``scrm.csv_writer``: UTF-8 with a BOM, CRLF line ends, free text defused against spreadsheet formulas).
 
 Nothing here computes a number: the cells are the metric services' values, written as they are —
 money with two decimals, ratios as plain numbers (0.1234, not 12.3 %), empty values (a division by
@@ -10,26 +11,42 @@ these as ``?format=csv``; anything else that needs a report as rows can call the
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import io
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 
 from django.db.models import QuerySet
-from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from communities.models import Membership
-from contacts.imports import FORMULA_START
 from contacts.models import Contact
+from scrm import csv_writer
+from scrm.csv_writer import Text, cell
 
 from . import metrics
 from .forms import DECOMPOSITION_FACTOR_LABELS, FUNNEL_STEP_LABELS, TREND_METRIC_LABELS, layer_label
 
-BOM = "\ufeff"
+__all__ = [
+    "Table",
+    "Text",
+    "cell",
+    "csv_chunks",
+    "csv_text",
+    "channels_table",
+    "cohorts_table",
+    "communities_table",
+    "decomposition_table",
+    "drilldown_table",
+    "funnel_table",
+    "koc_table",
+    "kpi_rows",
+    "kpis_table",
+    "layers_table",
+    "overview_tables",
+    "trend_table",
+]
+
 DRILLDOWN_CHUNK = 2000
 
 
@@ -43,62 +60,23 @@ class Table:
     title: str = ""
 
 
-# --- Cells ----------------------------------------------------------------------------------------
-
-
-class Text(str):
-    """Free text from the data (names of contacts, channels, communities): defused against spreadsheet
-    formulas when written. Labels written by the code are plain ``str`` and are left alone."""
-
-
-def _local(moment: dt.datetime | None) -> str:
-    return timezone.localtime(moment).strftime("%Y-%m-%d %H:%M:%S") if moment is not None else ""
-
-
-def cell(value: Any) -> str:
-    """A value as the text of a CSV cell."""
-    if value is None:
-        return ""
-    if isinstance(value, Text):
-        # CSV injection: a cell starting with = + - @ would be read as a formula by a spreadsheet.
-        return "'" + value if value.startswith(FORMULA_START) else str(value)
-    if isinstance(value, bool):
-        return "1" if value else "0"
-    if isinstance(value, Decimal):
-        return f"{value:.2f}"
-    if isinstance(value, dt.datetime):
-        return _local(value)
-    if isinstance(value, dt.date):
-        return value.isoformat()
-    return str(value)
+def _lines(tables: list[Table]) -> Iterator[list[Any]]:
+    """The rows of the file: each table's header and rows; several tables are each preceded by their
+    title and separated by an empty line."""
+    for index, table in enumerate(tables):
+        if index:
+            yield []
+        if len(tables) > 1 and table.title:
+            yield [table.title]
+        yield table.header
+        yield from table.rows
 
 
 def csv_chunks(tables: Table | Iterable[Table]) -> Iterator[str]:
-    """The tables as CSV text: the BOM first (Excel then reads UTF-8, so Chinese shows right), then each
-    table's header and rows. Several tables in one file are each preceded by their title and separated by
-    an empty line. Yields a piece per 500 rows, so that a long table can be streamed."""
+    """The tables as CSV text (``scrm.csv_writer.csv_chunks``: the BOM first, then a piece per 500
+    lines, so that a long table can be streamed)."""
     tables = [tables] if isinstance(tables, Table) else list(tables)
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n")
-    buffer.write(BOM)
-
-    def flush() -> str:
-        text = buffer.getvalue()
-        buffer.seek(0)
-        buffer.truncate()
-        return text
-
-    for index, table in enumerate(tables):
-        if index:
-            writer.writerow([])
-        if len(tables) > 1 and table.title:
-            writer.writerow([cell(table.title)])
-        writer.writerow([cell(name) for name in table.header])
-        for count, row in enumerate(table.rows, start=1):
-            writer.writerow([cell(value) for value in row])
-            if count % 500 == 0:
-                yield flush()
-    yield flush()
+    return csv_writer.csv_chunks(_lines(tables))
 
 
 def csv_text(tables: Table | Iterable[Table]) -> str:
