@@ -3,22 +3,23 @@ imported again (docs/csv-import.md)."""
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Iterator
 
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from .imports import CONTACT_COLUMNS, FORMULA_START
+from scrm.csv_writer import Text, csv_chunks
+
+from .imports import CONTACT_COLUMNS
 from .models import Contact, ContactTag
 
 EXPORT_CHUNK = 2000
 
-# Free-text columns a spreadsheet could read as a formula; see _safe().
+# Free-text columns a spreadsheet could read as a formula: written as ``Text``, which the CSV writer
+# defuses with a leading quote (the import removes it again).
 _TEXT_COLUMNS = frozenset(
     {"external_id", "name", "email", "region", "city", "occupation", "channel", "owner", "consent_source"}
-    | {"wecom_external_userid", "tags"}
+    | {"wecom_external_userid", "wechat_unionid", "tags"}
 )
 _FIELDS = (
     "pk",
@@ -38,13 +39,8 @@ _FIELDS = (
     "marketing_consent",
     "consent_source",
     "wecom_external_userid",
+    "wechat_unionid",
 )
-
-
-def _safe(value: str) -> str:
-    """Defuse spreadsheet formulas (CSV injection): a cell starting with = + - @ (or a quote) gets a
-    leading quote, which the import removes again."""
-    return "'" + value if value and value.startswith(FORMULA_START) else value
 
 
 def _tags_by_contact(contact_ids: list[int]) -> dict[int, str]:
@@ -65,10 +61,7 @@ def contact_csv_rows(queryset: QuerySet[Contact], *, chunk_size: int = EXPORT_CH
 
     Walks the queryset by primary key (keyset pagination: no long-open cursor, constant memory) with two
     queries per chunk, the contacts and their tags. Contacts come out in id order."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow(list(CONTACT_COLUMNS))
-    yield "\ufeff" + buffer.getvalue()
+    yield from csv_chunks([list(CONTACT_COLUMNS)])
     queryset = queryset.order_by("pk")
     last_pk = 0
     while True:
@@ -77,30 +70,32 @@ def contact_csv_rows(queryset: QuerySet[Contact], *, chunk_size: int = EXPORT_CH
             return
         last_pk = rows[-1][0]
         tags = _tags_by_contact([row[0] for row in rows])
-        buffer.seek(0)
-        buffer.truncate()
-        for row in rows:
-            record = dict(zip(_FIELDS, row, strict=True))
-            values = {
-                "external_id": record["external_id"] or "",
-                "phone": record["phone"] or "",
-                "name": record["name"],
-                "email": record["email"],
-                "gender": record["gender"],
-                "birthday": record["birthday"].isoformat() if record["birthday"] else "",
-                "region": record["region"],
-                "city": record["city"],
-                "occupation": record["occupation"],
-                "channel": record["channel__name"] or "",
-                "acquired_at": timezone.localtime(record["acquired_at"]).isoformat(),
-                "owner": record["owner__username"] or "",
-                "intent_level": record["intent_level"],
-                "tags": tags.get(record["pk"], ""),
-                "marketing_consent": "true" if record["marketing_consent"] else "false",
-                "consent_source": record["consent_source"],
-                "wecom_external_userid": record["wecom_external_userid"] or "",
-            }
-            writer.writerow([_safe(values[c]) if c in _TEXT_COLUMNS else values[c] for c in CONTACT_COLUMNS])
-        yield buffer.getvalue()
+        yield "".join(csv_chunks((_cells(row, tags) for row in rows), bom=False))
         if len(rows) < chunk_size:
             return
+
+
+def _cells(row: tuple, tags: dict[int, str]) -> list[str]:
+    """One contact as the cells of the import columns, in their order."""
+    record = dict(zip(_FIELDS, row, strict=True))
+    values = {
+        "external_id": record["external_id"] or "",
+        "phone": record["phone"] or "",
+        "name": record["name"],
+        "email": record["email"],
+        "gender": record["gender"],
+        "birthday": record["birthday"].isoformat() if record["birthday"] else "",
+        "region": record["region"],
+        "city": record["city"],
+        "occupation": record["occupation"],
+        "channel": record["channel__name"] or "",
+        "acquired_at": timezone.localtime(record["acquired_at"]).isoformat(),
+        "owner": record["owner__username"] or "",
+        "intent_level": record["intent_level"],
+        "tags": tags.get(record["pk"], ""),
+        "marketing_consent": "true" if record["marketing_consent"] else "false",
+        "consent_source": record["consent_source"],
+        "wecom_external_userid": record["wecom_external_userid"] or "",
+        "wechat_unionid": record["wechat_unionid"] or "",
+    }
+    return [Text(values[c]) if c in _TEXT_COLUMNS else values[c] for c in CONTACT_COLUMNS]

@@ -68,6 +68,7 @@ def test_every_column_of_a_contact_is_exported(db, tagged):
         marketing_consent=True,
         consent_source="wecom",
         wecom_external_userid="wmABC",
+        wechat_unionid="oUNION1",
     )
     for tag in (tagged["makeup"], tagged["strong"], tagged["skincare"]):
         ContactTag.objects.create(contact=contact, tag=tag)
@@ -92,6 +93,7 @@ def test_every_column_of_a_contact_is_exported(db, tagged):
         "marketing_consent": "true",
         "consent_source": "wecom",
         "wecom_external_userid": "wmABC",
+        "wechat_unionid": "oUNION1",
     }
 
 
@@ -187,6 +189,17 @@ def test_an_export_recreates_the_same_contacts_in_an_empty_book(db, tagged):
 
     assert report.created == 2
     assert export() == text_before
+
+
+def test_a_wechat_unionid_is_imported_and_exported_back(db):
+    text = "external_id,phone,wechat_unionid\nC001,13812345678,oAbC123unionid\n"
+
+    report = import_csv(kind="contacts", fileobj=io.BytesIO(text.encode("utf-8")))
+
+    assert report.created == 1
+    assert Contact.objects.get().wechat_unionid == "oAbC123unionid"
+    [row] = rows_of(export())
+    assert (row["external_id"], row["wechat_unionid"]) == ("C001", "oAbC123unionid")
 
 
 def test_the_export_command_writes_the_filtered_contacts(db, tmp_path):

@@ -383,6 +383,35 @@ def test_a_wecom_id_that_belongs_to_another_contact_is_rejected(run, db):
     assert problems(report) == [(2, "wecom_external_userid")]
 
 
+def test_a_wechat_unionid_that_belongs_to_another_contact_is_rejected(run, db):
+    ContactFactory(external_id="C001", wechat_unionid="oUNION1")
+
+    report = run("external_id,phone,wechat_unionid\nC002,13812345678,oUNION1\nC003,13812345679,oUNION2\n")
+
+    assert problems(report) == [(2, "wechat_unionid")]
+    assert report.errors[0]["message"] == "This WeChat unionid belongs to another contact."
+    assert Contact.objects.get(external_id="C003").wechat_unionid == "oUNION2"
+
+
+def test_an_external_id_given_by_a_phone_match_makes_a_later_row_with_it_a_duplicate(run, db):
+    ContactFactory(external_id=None, phone="+8613812345678")
+
+    report = run("external_id,phone,name\nE1,13812345678,甲\nE1,,乙\n")
+
+    assert problems(report) == [(3, "external_id")]
+    assert report.errors[0]["message"] == "Duplicate of line 2."
+    assert list(Contact.objects.values_list("external_id", "name")) == [("E1", "甲")]
+
+
+def test_every_editable_contact_field_is_an_import_column():
+    """One list governs what an import writes: contacts.services.CONTACT_EDITABLE_FIELDS."""
+    from contacts.imports.contacts import EXTRA_COLUMNS, NOT_IMPORTED_FIELDS
+    from contacts.services import CONTACT_EDITABLE_FIELDS
+
+    assert set(imports.IMPORTED_FIELDS) == set(CONTACT_EDITABLE_FIELDS) - NOT_IMPORTED_FIELDS
+    assert set(imports.CONTACT_COLUMNS) == {*imports.IMPORTED_FIELDS, *EXTRA_COLUMNS}
+
+
 def test_a_phone_moved_away_by_an_earlier_row_cannot_be_reused_in_the_same_file(run, db):
     ContactFactory(external_id="C001", phone="+8613812345678")
 
@@ -931,7 +960,7 @@ def test_a_job_stores_the_rejected_rows(db, media, manager):
 
 
 def test_a_job_keeps_only_the_first_errors_but_counts_them_all(db, media, manager, monkeypatch):
-    monkeypatch.setattr(imports, "STORED_ERRORS", 2)
+    monkeypatch.setattr(imports.driver, "STORED_ERRORS", 2)
     job = _job(manager, csv_text(*[f"C{i},123,,,,,,,,,,,,,,," for i in range(5)]))
 
     job = imports.import_job_run(job_id=job.pk)

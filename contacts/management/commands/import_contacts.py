@@ -4,13 +4,13 @@ API and the dashboard (contacts.imports)."""
 from __future__ import annotations
 
 import argparse
-import csv
 import time
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, DjangoHelpFormatter
 
 from contacts.imports import BATCH_SIZE, CONTACT_COLUMNS, ImportFileError, ImportReport, import_csv
+from scrm.csv_writer import Text, csv_chunks
 
 
 class _HelpFormatter(DjangoHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -60,11 +60,16 @@ class Command(BaseCommand):
         except OSError as exc:
             raise CommandError(f"Cannot read {options['file']}: {exc.strerror}.") from exc
 
-        errors_file = writer = None
+        errors_file = None
+        pending: list[list] = []  # rejected rows not yet written to --errors-csv
         if options["errors_csv"]:
-            errors_file = open(options["errors_csv"], "w", encoding="utf-8-sig", newline="")  # noqa: SIM115
-            writer = csv.writer(errors_file)
-            writer.writerow(["line", "field", "message"])
+            errors_file = open(options["errors_csv"], "w", encoding="utf-8", newline="")  # noqa: SIM115
+            errors_file.writelines(csv_chunks([["line", "field", "message"]]))
+
+        def write_errors() -> None:
+            if errors_file and pending:
+                errors_file.writelines(csv_chunks(pending, bom=False))
+                pending.clear()
 
         shown: list[dict] = []
         started = time.monotonic()
@@ -74,10 +79,12 @@ class Command(BaseCommand):
         def on_error(error: dict) -> None:
             if len(shown) < options["show_errors"]:
                 shown.append(error)
-            if writer:
-                writer.writerow([error["line"], error["field"], error["message"]])
+            if errors_file:
+                # The message quotes the rejected value: free text, defused like any other.
+                pending.append([error["line"], error["field"], Text(error["message"])])
 
         def on_progress(report: ImportReport) -> None:
+            write_errors()  # after every batch: the problems of one batch at most wait in memory
             now = time.monotonic()
             if now - last_print[0] >= 2:
                 last_print[0] = now
@@ -98,6 +105,7 @@ class Command(BaseCommand):
             raise CommandError(f"The file was not imported: {exc}", returncode=1) from exc
         finally:
             if errors_file:
+                write_errors()
                 errors_file.close()
 
         elapsed = time.monotonic() - started
