@@ -27,14 +27,13 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from analytics.metrics import business_timezone
 
-from .models import Broadcast, MessageTemplate
+from .models import MessageTemplate
 
 # Filled from the contact (see contact_values for the row keys each needs).
 CONTACT_PLACEHOLDERS: dict[str, Any] = {
@@ -268,99 +267,3 @@ def template_preview(template: MessageTemplate | str, contact, *, variables: Map
         "owner__username": owner.get_username() if owner else "",
     }
     return template_render(body, values=contact_values(row, variables=variables or {}))
-
-
-# --- Services ----------------------------------------------------------------------------------
-
-TEMPLATE_EDITABLE_FIELDS = ("name", "body", "category", "kind", "subject", "is_service", "is_active")
-# Broadcasts past the draft stage whose variables were checked against the template: editing the template
-# must not leave them with a variable placeholder they have no value for.
-_LOCKED_STATUSES = (Broadcast.Status.PENDING_APPROVAL, Broadcast.Status.SCHEDULED, Broadcast.Status.SENDING)
-
-
-def _template_errors(template: MessageTemplate, *, check_broadcasts: bool) -> dict[str, list[str]]:
-    errors: dict[str, list[str]] = {}
-    try:
-        template.full_clean(exclude=["created_by"])
-    except ValidationError as exc:
-        errors.update(exc.message_dict)
-    if "body" not in errors:
-        if not template.body.strip():
-            errors["body"] = [_("Write the message.")]
-        else:
-            try:
-                template_validate(template.body)
-            except ValidationError as exc:
-                errors.update(exc.message_dict)
-    if "subject" not in errors and template.subject:
-        try:
-            template_validate(template.subject, field="subject")
-        except ValidationError as exc:
-            errors.update(exc.message_dict)
-    if check_broadcasts and not errors:
-        for broadcast in Broadcast.objects.filter(template=template, status__in=_LOCKED_STATUSES).only(
-            "name", "status", "variables"
-        ):
-            for text in (template.body, template.subject):
-                try:
-                    template_validate(text, variables=broadcast.variables or {}, require_variables=True)
-                except ValidationError as exc:
-                    for message in exc.message_dict.get("variables", []):
-                        errors.setdefault("body", []).append(
-                            _("The broadcast “%(broadcast)s” (%(status)s) uses this template: %(problem)s")
-                            % {
-                                "broadcast": broadcast.name,
-                                "status": broadcast.get_status_display(),
-                                "problem": message,
-                            }
-                        )
-    return errors
-
-
-def message_template_create(
-    *,
-    name: str,
-    body: str,
-    category: str = "",
-    kind: str = MessageTemplate.Kind.MESSAGE,
-    subject: str = "",
-    is_service: bool = False,
-    created_by,
-) -> MessageTemplate:
-    """A new entry of the script and material library, its placeholders checked."""
-    template = MessageTemplate(
-        name=(name or "").strip(),
-        body=body if body is not None else "",
-        category=(category or "").strip(),
-        kind=kind,
-        subject=(subject or "").strip(),
-        is_service=is_service,
-        created_by=created_by,
-    )
-    errors = _template_errors(template, check_broadcasts=False)
-    if errors:
-        raise ValidationError(errors)
-    with transaction.atomic():
-        template.save()
-    return template
-
-
-def message_template_update(*, template: MessageTemplate, **fields: Any) -> MessageTemplate:
-    """Change a template (``TEMPLATE_EDITABLE_FIELDS``). Refused when a broadcast awaiting approval,
-    scheduled or sending with it would lack a variable the new text uses."""
-    unknown = sorted(set(fields) - set(TEMPLATE_EDITABLE_FIELDS))
-    if unknown:
-        raise ValidationError({key: [_("This field cannot be set.")] for key in unknown})
-    with transaction.atomic():
-        locked = MessageTemplate.objects.select_for_update().get(pk=template.pk)
-        for key, value in fields.items():
-            if key in ("name", "category", "subject") and isinstance(value, str):
-                value = value.strip()
-            setattr(locked, key, value)
-        errors = _template_errors(locked, check_broadcasts=True)
-        if errors:
-            raise ValidationError(errors)
-        locked.save(update_fields=[*fields, "updated_at"])
-    for key in (*fields, "updated_at"):
-        setattr(template, key, getattr(locked, key))
-    return template

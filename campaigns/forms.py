@@ -1,5 +1,5 @@
-"""Forms of the campaigns dashboard pages: segments, the template library, broadcasts, the frequency policy,
-automations (SOP) and follow-up tasks.
+"""Forms of the campaigns dashboard pages: segments, the template library, broadcasts, the frequency policy
+and automations (SOP); and the fitting of the shared FilterSets' forms to the list pages.
 
 The forms only parse what the browser sends; every rule about what is allowed lives in the services, which
 raise ``ValidationError`` keyed by field. ``attach_service_errors`` puts those messages on the form: on the
@@ -306,27 +306,6 @@ class BroadcastForm(forms.Form):
         }
 
 
-class BroadcastFilterForm(forms.Form):
-    status = forms.ChoiceField(
-        label=_("Status"), required=False, choices=[("", _("All statuses")), *Broadcast.Status.choices]
-    )
-
-
-# --- Outbox ---------------------------------------------------------------------------------------
-
-
-class OutboxFilterForm(forms.Form):
-    broadcast = forms.ModelChoiceField(
-        label=_("Broadcast"), queryset=Broadcast.objects.none(), required=False, empty_label=_("All messages")
-    )
-
-    def __init__(self, *args, user, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.fields["broadcast"].queryset = Broadcast.objects.visible_to(user).exclude(
-            status__in=[Broadcast.Status.DRAFT, Broadcast.Status.PENDING_APPROVAL]
-        )
-
-
 # --- Frequency policy -----------------------------------------------------------------------------
 
 
@@ -555,39 +534,65 @@ AUTOMATION_ERROR_FIELDS = {
 }
 
 
-# --- Follow-up tasks ------------------------------------------------------------------------------
+# --- List filters ---------------------------------------------------------------------------------
+# The dashboard lists filter with the API's FilterSets (``campaigns.filtersets``); these fit a FilterSet's
+# form to its page: a drop-down of names where the API takes ids or a list of values.
 
 
-class TaskFilterForm(forms.Form):
-    OPEN = "open"
-    DONE = "done"
+class SelectOne(forms.SelectMultiple):
+    """A multiple-choice filter shown as a plain drop-down: one value, read as a list; the empty choice
+    is no filter."""
+
+    allow_multiple_selected = False
+
+    def value_from_datadict(self, data, files, name):
+        values = super().value_from_datadict(data, files, name)
+        if isinstance(values, str):
+            values = [values]
+        return [value for value in values or () if value]
+
+
+class TaskStatusSelect(forms.Select):
+    """Open, done or all tasks. No status given means the open ones; "all" means no status filter."""
+
     ALL = "all"
 
-    status = forms.ChoiceField(
-        label=_("Status"),
-        required=False,
-        choices=[(OPEN, _("Open")), (DONE, _("Done")), (ALL, _("All"))],
-        initial=OPEN,
-    )
-    assignee = forms.ModelChoiceField(
-        label=_("Assignee"), queryset=staff_users(), required=False, empty_label=_("Everyone")
-    )
+    def value_from_datadict(self, data, files, name):
+        value = data.get(name) or FollowUpTask.Status.OPEN
+        return "" if value == self.ALL else value
 
-    def __init__(self, *args, shows_assignee: bool, **kwargs):
-        super().__init__(*args, **kwargs)
-        if shows_assignee:
-            self.fields["assignee"].queryset = staff_users()
-            self.fields["assignee"].label_from_instance = user_label
-        else:
-            del self.fields["assignee"]
+    def format_value(self, value):
+        return super().format_value(value or self.ALL)
 
-    def filter(self, tasks):
-        data = self.cleaned_data if self.is_valid() else {}
-        status = data.get("status") or self.OPEN
-        if status == self.OPEN:
-            tasks = tasks.filter(status=FollowUpTask.Status.OPEN)
-        elif status == self.DONE:
-            tasks = tasks.filter(status=FollowUpTask.Status.DONE)
-        if data.get("assignee"):
-            tasks = tasks.filter(assignee=data["assignee"])
-        return tasks
+
+def fit_broadcast_filters(form: forms.Form) -> forms.Form:
+    """The broadcast list (``BroadcastFilterSet``): the status as one drop-down."""
+    form.fields["status"].widget = SelectOne(choices=[("", _("All statuses")), *Broadcast.Status.choices])
+    return form
+
+
+def fit_outbox_filters(form: forms.Form, *, user) -> forms.Form:
+    """The outbox (``OutboxMessageFilterSet``): the broadcast chosen among the user's that were sent."""
+    broadcasts = Broadcast.objects.visible_to(user).exclude(
+        status__in=[Broadcast.Status.DRAFT, Broadcast.Status.PENDING_APPROVAL]
+    )
+    choices = [("", _("All messages")), *((broadcast.pk, str(broadcast)) for broadcast in broadcasts)]
+    form.fields["broadcast"].widget = forms.Select(choices=choices)
+    return form
+
+
+def fit_task_filters(form: forms.Form, *, shows_assignee: bool) -> forms.Form:
+    """The follow-up tasks (``FollowUpTaskFilterSet``): open, done or all (open unless asked), and the
+    assignee among the staff for those who see everyone's tasks."""
+    status_choices = [
+        (FollowUpTask.Status.OPEN, _("Open")),
+        (FollowUpTask.Status.DONE, _("Done")),
+        (TaskStatusSelect.ALL, _("All")),
+    ]
+    form.fields["status"].widget = TaskStatusSelect(choices=status_choices)
+    if shows_assignee:
+        staff = [("", _("Everyone")), *((user.pk, user_label(user)) for user in staff_users())]
+        form.fields["assignee"].widget = forms.Select(choices=staff)
+    else:
+        del form.fields["assignee"]
+    return form

@@ -12,15 +12,13 @@ import calendar
 import datetime as dt
 from dataclasses import dataclass
 
-from django.core.exceptions import ValidationError
-from django.db import transaction
 from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from analytics.metrics import business_timezone
 
-from .models import Delivery, FrequencyCap, FrequencyPolicy, Medium
+from .models import Delivery, FrequencyCap, FrequencyPolicy
 
 COUNTED_STATUSES = (Delivery.Status.SENDING, Delivery.Status.SENT)
 
@@ -124,59 +122,6 @@ def quiet_hours_end(now: dt.datetime | None = None, *, policy: FrequencyPolicy) 
     if not inside:
         return None
     return dt.datetime.combine(end_day, end, tzinfo=tz)
-
-
-def policy_update(
-    *,
-    user,
-    quiet_hours_enabled: bool,
-    quiet_start: dt.time,
-    quiet_end: dt.time,
-    exempt_service_messages: bool,
-    caps: list[dict],
-) -> FrequencyPolicy:
-    """Replace the policy and its caps in one transaction. ``caps`` items: ``medium`` ('' = all media),
-    ``window`` ('rolling' with ``window_days`` and ``max_messages``, or 'month' with ``max_messages``
-    empty for "as many as the month has days")."""
-    errors = {}
-    cleaned = []
-    for index, cap in enumerate(caps):
-        medium = cap.get("medium") or ""
-        window = cap.get("window") or FrequencyCap.Window.ROLLING
-        window_days = cap.get("window_days")
-        max_messages = cap.get("max_messages")
-        prefix = f"caps[{index}]"
-        if medium and medium not in Medium.values:
-            errors[f"{prefix}.medium"] = [_("Unknown medium “%(value)s”.") % {"value": medium}]
-        if window not in FrequencyCap.Window.values:
-            errors[f"{prefix}.window"] = [_("The window is “rolling” or “month”.")]
-        elif window == FrequencyCap.Window.ROLLING:
-            if not window_days or int(window_days) < 1:
-                errors[f"{prefix}.window_days"] = [_("A rolling window needs a number of days (at least 1).")]
-            if max_messages in (None, "") or int(max_messages) < 0:
-                errors[f"{prefix}.max_messages"] = [_("Say how many messages the window allows.")]
-            window_days = int(window_days or 0)
-        else:
-            window_days = None
-        if max_messages not in (None, ""):
-            max_messages = int(max_messages)
-        else:
-            max_messages = None
-        cleaned.append(FrequencyCap(medium=medium, window=window, window_days=window_days, max_messages=max_messages))
-    if errors:
-        raise ValidationError(errors)
-    with transaction.atomic():
-        policy = FrequencyPolicy.objects.select_for_update().get_or_create(pk=1)[0]
-        policy.quiet_hours_enabled = quiet_hours_enabled
-        policy.quiet_start = quiet_start
-        policy.quiet_end = quiet_end
-        policy.exempt_service_messages = exempt_service_messages
-        policy.updated_by = user
-        policy.full_clean()
-        policy.save()
-        FrequencyCap.objects.all().delete()
-        FrequencyCap.objects.bulk_create(cleaned)
-    return policy
 
 
 PRESETS = {

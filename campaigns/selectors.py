@@ -7,7 +7,9 @@ contacts and their own follow-up tasks.
 
 from __future__ import annotations
 
-from django.db.models import Count, QuerySet, Sum
+import datetime as dt
+
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Sum
 
 from contacts.models import Purchase
 
@@ -78,8 +80,6 @@ def broadcast_progress(broadcast: Broadcast) -> dict:
 def broadcast_results(broadcast: Broadcast) -> dict:
     """Progress plus conversions: recipients who made a paid purchase within the conversion window after
     their message, those orders and their revenue (refunds excluded)."""
-    from .sending import conversions_q
-
     results = broadcast_progress(broadcast)
     purchases = Purchase.objects.filter(conversions_q(broadcast))
     totals = purchases.aggregate(orders=Count("id"), revenue=Sum("amount"), buyers=Count("contact_id", distinct=True))
@@ -92,3 +92,16 @@ def broadcast_results(broadcast: Broadcast) -> dict:
         conversion_rate=round((totals["buyers"] or 0) / sent, 4) if sent else None,
     )
     return results
+
+
+def conversions_q(broadcast: Broadcast) -> Q:
+    """Paid purchases by the broadcast's recipients within its conversion window after their message."""
+    window = dt.timedelta(days=broadcast.conversion_window_days)
+    sent = Delivery.objects.filter(
+        broadcast=broadcast,
+        status=Delivery.Status.SENT,
+        contact_id=OuterRef("contact_id"),
+        sent_at__lte=OuterRef("purchased_at"),
+        sent_at__gt=OuterRef("purchased_at") - window,
+    )
+    return Q(status=Purchase.Status.PAID) & Q(Exists(sent))

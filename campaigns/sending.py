@@ -1,5 +1,18 @@
-"""The sending engine: plan a broadcast's deliveries in one statement, then let workers claim chunks of
-pending deliveries, check consent, caps and quiet hours again at that moment, and send them.
+"""The broadcast send path, top to bottom, in the order a broadcast goes through it:
+
+1. **Tick** (``broadcasts_tick``, every few seconds from beat): due scheduled broadcasts become ``sending``;
+   stalled ones are revived, finished ones marked sent, lost sends handed back.
+2. **Start** (``broadcast_start``): plan the broadcast once and set its senders going.
+3. **Plan** (``broadcast_plan``): one delivery row per recipient of ``broadcast_audience``, in one
+   ``INSERT … SELECT … ON CONFLICT DO NOTHING``, pending or suppressed with the reason.
+4. **Claim** (``deliveries_due``): a chunk of due pending rows, locked, and consent, opt-outs, ownership
+   and the caps checked again at that moment.
+5. **Send** (``deliveries_send`` → ``deliveries_send_chunk``): render each message, hand it to the
+   gateway, record the answer.
+6. **Finish** (``broadcast_finish_if_done``, ``deliveries_requeue_stuck``): a broadcast with nothing left is
+   sent; rows a dead worker left ``sending`` go back to pending.
+
+Automation deliveries (rows without a broadcast) are claimed and sent by the same senders.
 
 Exactly-once rests on the ``Delivery`` ledger:
 
@@ -13,6 +26,10 @@ Exactly-once rests on the ``Delivery`` ledger:
   result is recorded; a worker killed in between leaves rows ``sending``, which the sweeper hands back
   after ``STUCK_AFTER``. That window is the only place a message could go out twice; the gateways pass
   an idempotency key (delivery id) so the receiving side can drop the repeat.
+
+Elsewhere: a broadcast's writes before it sends (create, submit, approve, cancel) are in
+``campaigns.services``; the caps and quiet hours are data read from ``campaigns.policy``; the gateways are
+in ``campaigns.gateways``.
 """
 
 from __future__ import annotations
@@ -23,13 +40,15 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db import connection, transaction
 from django.db.models import Case, CharField, Exists, F, OuterRef, Q, QuerySet, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from communities.models import Membership
-from contacts.models import Contact, Purchase
+from contacts.models import Contact
+from scrm.sql import insert_select
 
 from . import content, policy
 from .gateways import OutgoingMessage, SendResult, gateway_for
@@ -37,6 +56,8 @@ from .models import Broadcast, Delivery, FrequencyPolicy, MessageTemplate
 
 logger = logging.getLogger(__name__)
 
+# Sender tasks per broadcast.
+SEND_PARALLELISM = getattr(settings, "SCRM_SEND_PARALLELISM", 2)
 CHUNK_SIZE = getattr(settings, "SCRM_SEND_CHUNK", 1000)
 # External gateways call out once per message (or per sender and body): small chunks keep a chunk's
 # sends well inside STUCK_AFTER even at the gateway timeout, and close to the quiet-hours check.
@@ -55,7 +76,98 @@ ADDRESS_FIELDS = {
 }
 
 
-# --- Audience and planning ------------------------------------------------------------------
+# --- 1. Tick ---------------------------------------------------------------------------------
+
+
+def broadcasts_tick(
+    *, now: dt.datetime | None = None, stale_after: dt.timedelta = dt.timedelta(seconds=60)
+) -> dict[str, int]:
+    """The periodic heartbeat of sending (every few seconds from beat; harmless when run twice at once):
+
+    * due scheduled broadcasts become ``sending`` (a conditional update: one tick wins) and are planned;
+    * sending broadcasts whose planning was lost are planned again, and those whose senders went quiet
+      with due work left get new senders; finished ones are marked sent;
+    * deliveries stuck ``sending`` after a worker died go back to pending;
+    * due automation deliveries get a sender.
+    """
+    from .tasks import broadcast_start as broadcast_start_task
+
+    now = now or timezone.now()
+    stats = {"started": 0, "resumed": 0, "finished": 0, "requeued": 0}
+    stats["requeued"] = deliveries_requeue_stuck(now=now)
+    due = list(
+        Broadcast.objects.filter(status=Broadcast.Status.SCHEDULED, scheduled_at__lte=now).values_list("pk", flat=True)
+    )
+    for pk in due:
+        if Broadcast.objects.filter(pk=pk, status=Broadcast.Status.SCHEDULED).update(
+            status=Broadcast.Status.SENDING, started_at=now, updated_at=now
+        ):
+            stats["started"] += 1
+            transaction.on_commit(lambda pk=pk: broadcast_start_task.delay(pk))
+    stale = now - stale_after
+    sending = Broadcast.objects.filter(status=Broadcast.Status.SENDING).values_list(
+        "pk", "planned_at", "heartbeat_at", "started_at", named=True
+    )
+    for broadcast in sending:
+        if broadcast.planned_at is None:
+            if broadcast.started_at is None or broadcast.started_at < stale:
+                transaction.on_commit(lambda pk=broadcast.pk: broadcast_start_task.delay(pk))
+                stats["resumed"] += 1
+            continue
+        if broadcast_finish_if_done(broadcast_id=broadcast.pk, now=now):
+            stats["finished"] += 1
+            continue
+        if broadcast.heartbeat_at is None or broadcast.heartbeat_at < stale:
+            if deliveries_due(broadcast_id=broadcast.pk, now=now).exists():
+                # Only the tick that moves the heartbeat revives the senders: ticks do not pile them up.
+                revived = Broadcast.objects.filter(pk=broadcast.pk, heartbeat_at=broadcast.heartbeat_at).update(
+                    heartbeat_at=now
+                )
+                if revived:
+                    _enqueue_senders(broadcast.pk)
+                    stats["resumed"] += 1
+    if deliveries_due(broadcast_id=None, now=now).exists() and cache.add(
+        "campaigns:automation-sender", 1, timeout=int(stale_after.total_seconds()) or 1
+    ):
+        _enqueue_senders(None, count=1)
+    return stats
+
+
+# --- 2. Start --------------------------------------------------------------------------------
+
+
+def broadcast_start(*, broadcast_id: int) -> int:
+    """Plan a sending broadcast's deliveries (once) and set senders going. Safe to run twice at once:
+    the broadcast row is locked while planning, and planning skips rows that exist."""
+    planned = 0
+    with transaction.atomic():
+        broadcast = (
+            Broadcast.objects.select_for_update(skip_locked=True, of=("self",))
+            .filter(pk=broadcast_id, status=Broadcast.Status.SENDING)
+            .select_related("template", "segment", "created_by")
+            .first()
+        )
+        if broadcast is None:
+            return 0
+        if broadcast.planned_at is None:
+            planned = broadcast_plan(broadcast=broadcast)
+        _enqueue_senders(broadcast.pk)
+    return planned
+
+
+def _enqueue_senders(broadcast_id: int | None, count: int = SEND_PARALLELISM) -> None:
+    """``count`` sender tasks for one broadcast (or for the automations when ``broadcast_id`` is None),
+    enqueued once the transaction commits."""
+    from .tasks import deliveries_send as deliveries_send_task
+
+    def enqueue():
+        for _i in range(count):
+            deliveries_send_task.delay(broadcast_id)
+
+    transaction.on_commit(enqueue)
+
+
+# --- 3. Plan ---------------------------------------------------------------------------------
 
 
 def broadcast_audience(broadcast: Broadcast) -> QuerySet[Contact]:
@@ -130,35 +242,23 @@ def broadcast_plan(*, broadcast: Broadcast, now: dt.datetime | None = None) -> i
         "gateway_message_id": Value(""),
         "gateway_state": Value(""),
     }
-    select = rows.annotate(**{f"c_{name}": expr for name, expr in columns.items()}).values(
-        *[f"c_{name}" for name in columns]
-    )
-    select_sql, params = select.order_by().query.sql_with_params()
-    qn = connection.ops.quote_name
-    target = ", ".join(qn(name) for name in columns)
-    source = ", ".join(f"s.{qn('c_' + name)}" for name in columns)
-    # The audience SQL comes from the ORM (whitelisted segment rules compiled to Q objects) with its
-    # parameters bound separately: no user input is ever spliced into this statement.
-    sql = (
-        f"INSERT INTO {qn(Delivery._meta.db_table)} ({target}) "
-        f"SELECT {source} FROM ({select_sql}) s WHERE true "
-        "ON CONFLICT DO NOTHING"
-    )
     with transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            inserted = cursor.rowcount
+        # The audience comes from the ORM (whitelisted segment rules compiled to Q objects): no user input
+        # is ever spliced into this statement.
+        inserted = insert_select(Delivery, rows, columns)
         total = Delivery.objects.filter(broadcast=broadcast).count()
         Broadcast.objects.filter(pk=broadcast.pk).update(planned_at=timezone.now(), total_targeted=total)
     logger.info("broadcast %s planned: %s new deliveries, %s in all", broadcast.pk, inserted, total)
     return inserted
 
 
-# --- Sending --------------------------------------------------------------------------------
+# --- 4. Claim --------------------------------------------------------------------------------
 
 
 @dataclass
 class ChunkResult:
+    """What one chunk (or a sender's run of chunks) did; ``claimed == 0`` means nothing was due."""
+
     claimed: int = 0
     sent: int = 0
     failed: int = 0
@@ -172,6 +272,8 @@ class ChunkResult:
         return self
 
 
+# What a sender reads of each claimed delivery (named rows: ``row.contact_id``) and of its contact.
+_CLAIMED_FIELDS = ("id", "contact_id", "medium", "template_id", "is_marketing", "attempts", "broadcast_id")
 _CONTACT_FIELDS = (
     "id",
     "name",
@@ -193,14 +295,13 @@ _CONTACT_FIELDS = (
 )
 
 
-def _pending(source: Q, now: dt.datetime) -> QuerySet[Delivery]:
+def deliveries_due(*, broadcast_id: int | None, now: dt.datetime) -> QuerySet[Delivery]:
+    """The pending deliveries of one broadcast (of the automations when ``broadcast_id`` is None) that may
+    go out at ``now``: not deferred past it (quiet hours, a retry's backoff)."""
+    source = Q(broadcast_id=broadcast_id) if broadcast_id else Q(broadcast__isnull=True)
     return Delivery.objects.filter(source, status=Delivery.Status.PENDING).filter(
         Q(not_before__isnull=True) | Q(not_before__lte=now)
     )
-
-
-def _broadcast_source(broadcast_id: int | None) -> Q:
-    return Q(broadcast_id=broadcast_id) if broadcast_id else Q(broadcast__isnull=True)
 
 
 def deliveries_quiet_hours(*, broadcast_id: int | None, now: dt.datetime, current: FrequencyPolicy) -> ChunkResult:
@@ -210,13 +311,123 @@ def deliveries_quiet_hours(*, broadcast_id: int | None, now: dt.datetime, curren
     result = ChunkResult()
     if until is None:
         return result
-    due = _pending(_broadcast_source(broadcast_id), now)
+    due = deliveries_due(broadcast_id=broadcast_id, now=now)
     no_defer = Q(broadcast__defer_quiet_hours=False)
     result.suppressed = due.filter(no_defer).update(
         status=Delivery.Status.SUPPRESSED, reason=Delivery.Reason.QUIET_HOURS, claimed_at=None
     )
     result.deferred = due.exclude(no_defer).update(not_before=until)
     return result
+
+
+def _chunk_size(broadcast_id: int | None, requested: int) -> int:
+    if broadcast_id:
+        media = Broadcast.objects.filter(pk=broadcast_id).values_list("medium", flat=True)
+    else:
+        media = list(settings.SCRM_GATEWAYS)
+    if all(gateway_for(medium).transactional for medium in media):
+        return requested
+    return min(requested, EXTERNAL_CHUNK_SIZE)
+
+
+def _claim(broadcast_id: int | None, *, now: dt.datetime, chunk_size: int) -> list:
+    """Up to ``chunk_size`` due deliveries, locked until the transaction ends (rows another sender holds
+    are skipped), as named rows of ``_CLAIMED_FIELDS``. Call inside a transaction."""
+    return list(
+        deliveries_due(broadcast_id=broadcast_id, now=now)
+        .select_for_update(skip_locked=True, of=("self",))
+        .order_by("id")
+        .values_list(*_CLAIMED_FIELDS, named=True)[:chunk_size]
+    )
+
+
+def _lock_contacts(contact_ids: list[int]) -> dict[int, dict]:
+    """The chunk's contacts, locked (in id order, so two senders never deadlock) until the claim commits:
+    a second broadcast reaching the same contact waits here and then counts this one's deliveries."""
+    rows = Contact.objects.filter(pk__in=contact_ids).order_by("pk")
+    if connection.features.has_select_for_update:
+        # Lock first (no join: the owner is on the nullable side of one), then read with the owner.
+        list(rows.select_for_update(no_key=True).values_list("pk", flat=True))
+    return {row["id"]: row for row in rows.values(*_CONTACT_FIELDS)}
+
+
+def _authors_contacts(claimed: list, contact_ids: list[int]) -> dict[int, set[int]]:
+    """{broadcast id: the chunk's contacts its author may see} for the chunk's broadcasts whose author does
+    not see every contact (an operator's): a contact reassigned since planning is no longer theirs to
+    message. Call after ``_lock_contacts``, so that no owner changes meanwhile."""
+    broadcast_ids = {row.broadcast_id for row in claimed if row.broadcast_id}
+    if not broadcast_ids:
+        return {}
+    visible: dict[int, set[int]] = {}
+    for broadcast in Broadcast.objects.filter(pk__in=broadcast_ids).select_related("created_by"):
+        author = broadcast.created_by
+        if not Contact.objects.sees_all(author):
+            contacts = Contact.objects.visible_to(author).filter(pk__in=contact_ids)
+            visible[broadcast.pk] = set(contacts.values_list("pk", flat=True))
+    return visible
+
+
+def _check(
+    claimed: list, contacts: dict[int, dict], *, now, current, authors_contacts: dict[int, set[int]]
+) -> tuple[list, dict[str, list[int]]]:
+    """Split a claimed chunk into the rows to send and the rows to suppress, per reason. The caps are
+    counted once for the chunk's contacts, then every accepted row counts for the rows after it."""
+    suppressed: dict[str, list[int]] = defaultdict(list)
+    accepted = []
+    windows: list[policy.CapWindow] | None = None
+    counts: dict[int, dict[int, int]] = {}
+    for row in claimed:
+        contact = contacts.get(row.contact_id)
+        if contact is None or contact["erased_at"] or contact["merged_into_id"]:
+            suppressed[Delivery.Reason.GONE].append(row.id)
+            continue
+        if row.broadcast_id in authors_contacts and row.contact_id not in authors_contacts[row.broadcast_id]:
+            suppressed[Delivery.Reason.NOT_OWNED].append(row.id)
+            continue
+        if contact["opted_out_at"]:
+            suppressed[Delivery.Reason.OPTED_OUT].append(row.id)
+            continue
+        if not contact["marketing_consent"]:
+            suppressed[Delivery.Reason.NO_CONSENT].append(row.id)
+            continue
+        if gateway_for(row.medium).needs_address and not contact.get(ADDRESS_FIELDS[row.medium]):
+            suppressed[Delivery.Reason.NO_ADDRESS].append(row.id)
+            continue
+        if policy.caps_apply(is_marketing=row.is_marketing, policy=current):
+            if windows is None:
+                windows = policy.cap_windows(medium=None, now=now)
+                counts = policy.cap_counts(windows, list(contacts))
+            relevant = [w for w in windows if w.applies_to(row.medium)]
+            if any(counts[w.cap_id].get(row.contact_id, 0) >= w.limit for w in relevant):
+                suppressed[Delivery.Reason.FREQUENCY_CAP].append(row.id)
+                continue
+            for w in relevant:
+                counts[w.cap_id][row.contact_id] = counts[w.cap_id].get(row.contact_id, 0) + 1
+        accepted.append(row)
+    return accepted, suppressed
+
+
+# --- 5. Send ---------------------------------------------------------------------------------
+
+
+def deliveries_send(*, broadcast_id: int | None, budget: dt.timedelta = dt.timedelta(seconds=20)) -> dict[str, int]:
+    """Send chunks of one broadcast (or of the automations) for up to ``budget``; returns the totals and
+    whether work is left (the task then enqueues itself again, so a task never runs for long)."""
+    deadline = timezone.now() + budget
+    total = ChunkResult()
+    more = False
+    while True:
+        result = deliveries_send_chunk(broadcast_id=broadcast_id)
+        total += result
+        if result.claimed == 0:
+            more = False
+            break
+        if timezone.now() >= deadline:
+            more = True
+            break
+    if not more and broadcast_id:
+        broadcast_finish_if_done(broadcast_id=broadcast_id)
+    return {**total.__dict__, "more": more}
 
 
 def deliveries_send_chunk(
@@ -234,26 +445,20 @@ def deliveries_send_chunk(
     result = ChunkResult()
     external: list[tuple] = []
     chunk_size = _chunk_size(broadcast_id, chunk_size)
-    source = _broadcast_source(broadcast_id)
     if broadcast_id and not Broadcast.objects.filter(pk=broadcast_id, status=Broadcast.Status.SENDING).exists():
         # A cancelled (or not yet started) broadcast sends nothing more, whatever rows are still pending
         # (a chunk claimed just before a cancel still goes: "the few already in flight finish").
         return result
     with transaction.atomic():
-        claimed = list(
-            _pending(source, now)
-            .select_for_update(skip_locked=True, of=("self",))
-            .order_by("id")
-            .values_list("id", "contact_id", "medium", "template_id", "is_marketing", "attempts", "broadcast_id")[
-                :chunk_size
-            ]
-        )
+        claimed = _claim(broadcast_id, now=now, chunk_size=chunk_size)
         if not claimed:
             return result
         result.claimed = len(claimed)
-        contact_ids = sorted({row[1] for row in claimed})
+        contact_ids = sorted({row.contact_id for row in claimed})
         contacts = _lock_contacts(contact_ids)
-        accepted, suppressed = _check(claimed, contacts, now=now, current=current, owners=_scoped_authors(claimed))
+        accepted, suppressed = _check(
+            claimed, contacts, now=now, current=current, authors_contacts=_authors_contacts(claimed, contact_ids)
+        )
         for reason, ids in suppressed.items():
             Delivery.objects.filter(pk__in=ids, status=Delivery.Status.PENDING).update(
                 status=Delivery.Status.SUPPRESSED, reason=reason
@@ -267,7 +472,8 @@ def deliveries_send_chunk(
             ids = [m.delivery_id for m in messages]
             if gateway.transactional:
                 results = gateway.send(messages)
-                result += _record(results, gateway.name, now=now, attempts_of={row[0]: row[5] for row in claimed})
+                attempts_before = {row.id: row.attempts for row in claimed}
+                result += _record(results, gateway.name, now=now, attempts_of=attempts_before)
             else:
                 # Commit the claim first: the caps count it from now on, and a crash leaves it visible.
                 Delivery.objects.filter(pk__in=ids, status=Delivery.Status.PENDING).update(
@@ -277,7 +483,7 @@ def deliveries_send_chunk(
     if broadcast_id:
         # After the commit: inside it, this row lock would cycle with a cancel waiting on our claimed rows.
         Broadcast.objects.filter(pk=broadcast_id).update(heartbeat_at=now)
-    attempts_of = {row[0]: row[5] + 1 for row in claimed}
+    attempts_of = {row.id: row.attempts + 1 for row in claimed}
     for gateway, messages in external:
         try:
             results = gateway.send(messages)
@@ -289,109 +495,37 @@ def deliveries_send_chunk(
     return result
 
 
-def _chunk_size(broadcast_id: int | None, requested: int) -> int:
-    if broadcast_id:
-        media = Broadcast.objects.filter(pk=broadcast_id).values_list("medium", flat=True)
-    else:
-        media = list(settings.SCRM_GATEWAYS)
-    if all(gateway_for(medium).transactional for medium in media):
-        return requested
-    return min(requested, EXTERNAL_CHUNK_SIZE)
-
-
-def _scoped_authors(claimed) -> dict[int, int]:
-    """{broadcast id: author id} for the chunk's broadcasts whose author sees only their own contacts:
-    a contact reassigned since planning is no longer theirs to message."""
-
-    ids = {row[6] for row in claimed if row[6]}
-    if not ids:
-        return {}
-    authors = {}
-    for broadcast in Broadcast.objects.filter(pk__in=ids).select_related("created_by"):
-        if not Contact.objects.sees_all(broadcast.created_by):
-            authors[broadcast.pk] = broadcast.created_by_id
-    return authors
-
-
-def _lock_contacts(contact_ids: list[int]) -> dict[int, dict]:
-    """The chunk's contacts, locked (in id order, so two senders never deadlock) until the claim commits:
-    a second broadcast reaching the same contact waits here and then counts this one's deliveries."""
-    rows = Contact.objects.filter(pk__in=contact_ids).order_by("pk")
-    if connection.features.has_select_for_update:
-        # Lock first (no join: the owner is on the nullable side of one), then read with the owner.
-        list(rows.select_for_update(no_key=True).values_list("pk", flat=True))
-    return {row["id"]: row for row in rows.values(*_CONTACT_FIELDS)}
-
-
-def _check(claimed, contacts, *, now, current, owners=None) -> tuple[list[tuple], dict[str, list[int]]]:
-    """Split a claimed chunk into the rows to send and the rows to suppress, per reason. The caps are
-    counted once for the chunk's contacts, then every accepted row counts for the rows after it."""
-    suppressed: dict[str, list[int]] = defaultdict(list)
-    accepted = []
-    windows: list[policy.CapWindow] | None = None
-    counts: dict[int, dict[int, int]] = {}
-    for row in claimed:
-        delivery_id, contact_id, medium, _template_id, is_marketing, _attempts, broadcast_id = row
-        contact = contacts.get(contact_id)
-        if contact is None or contact["erased_at"] or contact["merged_into_id"]:
-            suppressed[Delivery.Reason.GONE].append(delivery_id)
-            continue
-        if owners and broadcast_id in owners and contact["owner_id"] != owners[broadcast_id]:
-            suppressed[Delivery.Reason.NOT_OWNED].append(delivery_id)
-            continue
-        if contact["opted_out_at"]:
-            suppressed[Delivery.Reason.OPTED_OUT].append(delivery_id)
-            continue
-        if not contact["marketing_consent"]:
-            suppressed[Delivery.Reason.NO_CONSENT].append(delivery_id)
-            continue
-        if gateway_for(medium).needs_address and not contact.get(ADDRESS_FIELDS[medium]):
-            suppressed[Delivery.Reason.NO_ADDRESS].append(delivery_id)
-            continue
-        if policy.caps_apply(is_marketing=is_marketing, policy=current):
-            if windows is None:
-                windows = policy.cap_windows(medium=None, now=now)
-                counts = policy.cap_counts(windows, list(contacts))
-            relevant = [w for w in windows if w.applies_to(medium)]
-            if any(counts[w.cap_id].get(contact_id, 0) >= w.limit for w in relevant):
-                suppressed[Delivery.Reason.FREQUENCY_CAP].append(delivery_id)
-                continue
-            for w in relevant:
-                counts[w.cap_id][contact_id] = counts[w.cap_id].get(contact_id, 0) + 1
-        accepted.append(row)
-    return accepted, suppressed
-
-
 def _owner_name(contact: dict) -> str:
     full = f"{contact['owner__last_name']}{contact['owner__first_name']}".strip()
     return full or (contact["owner__username"] or "")
 
 
-def _render(accepted, contacts) -> list[OutgoingMessage]:
+def _render(accepted: list, contacts: dict[int, dict]) -> list[OutgoingMessage]:
     if not accepted:
         return []
-    templates = {t.pk: t for t in MessageTemplate.objects.filter(pk__in={row[3] for row in accepted})}
-    broadcast_ids = {row[6] for row in accepted if row[6]}
+    templates = {t.pk: t for t in MessageTemplate.objects.filter(pk__in={row.template_id for row in accepted})}
+    broadcast_ids = {row.broadcast_id for row in accepted if row.broadcast_id}
     variables_of = dict(Broadcast.objects.filter(pk__in=broadcast_ids).values_list("pk", "variables"))
-    run_extras = _automation_extras([row[0] for row in accepted if not row[6]])
+    run_extras = _automation_extras([row.id for row in accepted if not row.broadcast_id])
     messages = []
-    for delivery_id, contact_id, medium, template_id, _m, _a, broadcast_id in accepted:
-        contact = contacts[contact_id]
-        template = templates[template_id]
-        if broadcast_id:
-            variables, extra = variables_of.get(broadcast_id) or {}, {}
+    for row in accepted:
+        contact = contacts[row.contact_id]
+        template = templates[row.template_id]
+        if row.broadcast_id:
+            variables, extra = variables_of.get(row.broadcast_id) or {}, {}
         else:
-            variables, extra = run_extras.get(delivery_id, ({}, {}))
-        row = dict(contact, owner_name=_owner_name(contact))
-        values = content.contact_values(row, variables=variables, extra=extra)
+            variables, extra = run_extras.get(row.id, ({}, {}))
+        values = content.contact_values(
+            dict(contact, owner_name=_owner_name(contact)), variables=variables, extra=extra
+        )
         messages.append(
             OutgoingMessage(
-                delivery_id=delivery_id,
-                contact_id=contact_id,
-                medium=medium,
+                delivery_id=row.id,
+                contact_id=row.contact_id,
+                medium=row.medium,
                 subject=content.template_render(template.subject, values=values) if template.subject else "",
                 body=content.template_render(template.body, values=values),
-                address=(contact.get(ADDRESS_FIELDS.get(medium, "")) or "") if medium in ADDRESS_FIELDS else "",
+                address=(contact.get(ADDRESS_FIELDS.get(row.medium, "")) or "") if row.medium in ADDRESS_FIELDS else "",
                 sender=contact["owner__username"] or "",
             )
         )
@@ -462,24 +596,7 @@ def _record(
     return result
 
 
-# --- Housekeeping ---------------------------------------------------------------------------
-
-
-def deliveries_requeue_stuck(*, now: dt.datetime | None = None) -> int:
-    """Hand deliveries whose worker died mid-send (``sending`` for longer than any send takes) back to
-    pending. Harmless when run twice at once (a conditional update)."""
-    now = now or timezone.now()
-    stuck = Delivery.objects.filter(status=Delivery.Status.SENDING, claimed_at__lt=now - STUCK_AFTER)
-    # A message that keeps killing its worker (or never gets an answer) stops being retried.
-    stuck.filter(attempts__gte=MAX_ATTEMPTS).update(
-        status=Delivery.Status.FAILED, error="the worker was lost during the send, too many times"
-    )
-    requeued = stuck.filter(attempts__lt=MAX_ATTEMPTS).update(status=Delivery.Status.PENDING, claimed_at=None)
-    # Rows of cancelled broadcasts that came back from a failed or lost send are not sent any more.
-    Delivery.objects.filter(broadcast__status=Broadcast.Status.CANCELLED, status=Delivery.Status.PENDING).update(
-        status=Delivery.Status.SUPPRESSED, reason=Delivery.Reason.CANCELLED
-    )
-    return requeued
+# --- 6. Finish -------------------------------------------------------------------------------
 
 
 def broadcast_has_unfinished(broadcast_id: int) -> bool:
@@ -499,14 +616,18 @@ def broadcast_finish_if_done(*, broadcast_id: int, now: dt.datetime | None = Non
     )
 
 
-def conversions_q(broadcast: Broadcast) -> Q:
-    """Paid purchases by the broadcast's recipients within its conversion window after their message."""
-    window = dt.timedelta(days=broadcast.conversion_window_days)
-    sent = Delivery.objects.filter(
-        broadcast=broadcast,
-        status=Delivery.Status.SENT,
-        contact_id=OuterRef("contact_id"),
-        sent_at__lte=OuterRef("purchased_at"),
-        sent_at__gt=OuterRef("purchased_at") - window,
+def deliveries_requeue_stuck(*, now: dt.datetime | None = None) -> int:
+    """Hand deliveries whose worker died mid-send (``sending`` for longer than any send takes) back to
+    pending. Harmless when run twice at once (a conditional update)."""
+    now = now or timezone.now()
+    stuck = Delivery.objects.filter(status=Delivery.Status.SENDING, claimed_at__lt=now - STUCK_AFTER)
+    # A message that keeps killing its worker (or never gets an answer) stops being retried.
+    stuck.filter(attempts__gte=MAX_ATTEMPTS).update(
+        status=Delivery.Status.FAILED, error="the worker was lost during the send, too many times"
     )
-    return Q(status=Purchase.Status.PAID) & Q(Exists(sent))
+    requeued = stuck.filter(attempts__lt=MAX_ATTEMPTS).update(status=Delivery.Status.PENDING, claimed_at=None)
+    # Rows of cancelled broadcasts that came back from a failed or lost send are not sent any more.
+    Delivery.objects.filter(broadcast__status=Broadcast.Status.CANCELLED, status=Delivery.Status.PENDING).update(
+        status=Delivery.Status.SUPPRESSED, reason=Delivery.Reason.CANCELLED
+    )
+    return requeued

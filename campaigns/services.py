@@ -1,8 +1,18 @@
-"""Every write to broadcasts goes through here: create, edit, submit (schedule), approve, reject,
-cancel, and the start of sending that the periodic tick triggers.
+"""Every write of campaigns, except the two engines: one function per action, named ``<noun>_<verb>``,
+with keyword-only arguments, validating everything it is given (``ValidationError`` keyed by field).
 
-Status flow: draft → pending approval (when the author may not approve broadcasts) → scheduled →
-sending → sent; cancelled from any state before sent. The "when" lives in ``scheduled_at`` and a
+* segments: ``segment_create``, ``segment_update``;
+* the script and material library: ``message_template_create``, ``message_template_update``;
+* broadcasts: ``broadcast_create``, ``broadcast_update``, ``broadcast_submit``, ``broadcast_approve``,
+  ``broadcast_reject``, ``broadcast_cancel``;
+* the frequency policy: ``policy_update``;
+* follow-up tasks made by hand: ``follow_up_task_create``, ``follow_up_task_complete``.
+
+The engines have their own homes: sending a broadcast (the periodic tick, planning, the senders) is
+``campaigns.sending``; automations, their writes included, are ``campaigns.automations``.
+
+Broadcast status flow: draft → pending approval (when the author may not approve broadcasts) → scheduled →
+sending → sent; cancelled from any state before sent. The "when" lives in ``scheduled_at`` and the
 periodic tick claims what is due (no far-future Celery ETAs).
 """
 
@@ -10,30 +20,204 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable
+from typing import Any
 
-from django.conf import settings
-from django.core.cache import cache
+from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
-from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from communities.models import Community
+from contacts.models import Contact
 
 from . import content, sending
-from .models import Broadcast, Delivery, Medium, MessageTemplate, Segment
+from .models import Broadcast, Delivery, FollowUpTask, FrequencyCap, FrequencyPolicy, Medium, MessageTemplate, Segment
+from .segments import segment_rules_validate
+
+# The send path moved to ``campaigns.sending``; bench/ and tests/browser/ still call these from here.
+from .sending import broadcast_start, broadcasts_tick, deliveries_send  # noqa: F401
+
+User = get_user_model()
+
+# Broadcasts past the draft stage and not sent yet: their audience and their template's variables were
+# checked (and approved), so their segment's rules and their template's placeholders must not change.
+LOCKED_STATUSES = (Broadcast.Status.PENDING_APPROVAL, Broadcast.Status.SCHEDULED, Broadcast.Status.SENDING)
+
+
+# --- Segments --------------------------------------------------------------------------------
+
+SEGMENT_EDITABLE_FIELDS = ("name", "description", "rules")
+
+
+def _segment_errors(values: dict[str, Any]) -> dict[str, list[str]]:
+    errors: dict[str, list[str]] = {}
+    if "name" in values:
+        name = values["name"]
+        if not isinstance(name, str) or not name.strip():
+            errors["name"] = [_("Give the segment a name.")]
+        elif len(name.strip()) > Segment._meta.get_field("name").max_length:
+            errors["name"] = [_("At most %(max)d characters.") % {"max": Segment._meta.get_field("name").max_length}]
+        else:
+            values["name"] = name.strip()
+    if "description" in values:
+        description = values["description"] if values["description"] is not None else ""
+        if not isinstance(description, str):
+            errors["description"] = [_("Expected text.")]
+        elif len(description.strip()) > Segment._meta.get_field("description").max_length:
+            errors["description"] = [
+                _("At most %(max)d characters.") % {"max": Segment._meta.get_field("description").max_length}
+            ]
+        else:
+            values["description"] = description.strip()
+    if "rules" in values:
+        try:
+            values["rules"] = segment_rules_validate(values["rules"])
+        except ValidationError as exc:
+            errors.update(exc.message_dict)
+    return errors
+
+
+def segment_create(*, name: str, rules: dict, description: str = "", created_by) -> Segment:
+    """A new saved audience with validated, normalised rules."""
+    values = {"name": name, "description": description, "rules": rules}
+    errors = _segment_errors(values)
+    if errors:
+        raise ValidationError(errors)
+    with transaction.atomic():
+        return Segment.objects.create(created_by=created_by, **values)
+
+
+def segment_update(*, segment: Segment, **fields: Any) -> Segment:
+    """Change a segment's name, description or rules (validated like ``segment_create``)."""
+    unknown = sorted(set(fields) - set(SEGMENT_EDITABLE_FIELDS))
+    if unknown:
+        raise ValidationError({key: [_("This field cannot be set.")] for key in unknown})
+    values = dict(fields)
+    errors = _segment_errors(values)
+    if errors:
+        raise ValidationError(errors)
+    with transaction.atomic():
+        if "rules" in values and values["rules"] != segment.rules:
+            # An approved audience must not change under its broadcast (nor widen past what was approved).
+            names = list(segment.broadcasts.filter(status__in=LOCKED_STATUSES).values_list("name", flat=True)[:5])
+            if names:
+                raise ValidationError(
+                    {
+                        "rules": [
+                            _(
+                                "The segment is the audience of broadcasts waiting to be sent (%(names)s): "
+                                "cancel them or save the new conditions as a new segment."
+                            )
+                            % {"names": ", ".join(names)}
+                        ]
+                    }
+                )
+        for key, value in values.items():
+            setattr(segment, key, value)
+        segment.save(update_fields=[*values, "updated_at"])
+    return segment
+
+
+# --- Message templates -----------------------------------------------------------------------
+
+TEMPLATE_EDITABLE_FIELDS = ("name", "body", "category", "kind", "subject", "is_service", "is_active")
+
+
+def _template_errors(template: MessageTemplate, *, check_broadcasts: bool) -> dict[str, list[str]]:
+    errors: dict[str, list[str]] = {}
+    try:
+        template.full_clean(exclude=["created_by"])
+    except ValidationError as exc:
+        errors.update(exc.message_dict)
+    if "body" not in errors:
+        if not template.body.strip():
+            errors["body"] = [_("Write the message.")]
+        else:
+            try:
+                content.template_validate(template.body)
+            except ValidationError as exc:
+                errors.update(exc.message_dict)
+    if "subject" not in errors and template.subject:
+        try:
+            content.template_validate(template.subject, field="subject")
+        except ValidationError as exc:
+            errors.update(exc.message_dict)
+    if check_broadcasts and not errors:
+        for broadcast in Broadcast.objects.filter(template=template, status__in=LOCKED_STATUSES).only(
+            "name", "status", "variables"
+        ):
+            for text in (template.body, template.subject):
+                try:
+                    content.template_validate(text, variables=broadcast.variables or {}, require_variables=True)
+                except ValidationError as exc:
+                    for message in exc.message_dict.get("variables", []):
+                        errors.setdefault("body", []).append(
+                            _("The broadcast “%(broadcast)s” (%(status)s) uses this template: %(problem)s")
+                            % {
+                                "broadcast": broadcast.name,
+                                "status": broadcast.get_status_display(),
+                                "problem": message,
+                            }
+                        )
+    return errors
+
+
+def message_template_create(
+    *,
+    name: str,
+    body: str,
+    category: str = "",
+    kind: str = MessageTemplate.Kind.MESSAGE,
+    subject: str = "",
+    is_service: bool = False,
+    created_by,
+) -> MessageTemplate:
+    """A new entry of the script and material library, its placeholders checked."""
+    template = MessageTemplate(
+        name=(name or "").strip(),
+        body=body if body is not None else "",
+        category=(category or "").strip(),
+        kind=kind,
+        subject=(subject or "").strip(),
+        is_service=is_service,
+        created_by=created_by,
+    )
+    errors = _template_errors(template, check_broadcasts=False)
+    if errors:
+        raise ValidationError(errors)
+    with transaction.atomic():
+        template.save()
+    return template
+
+
+def message_template_update(*, template: MessageTemplate, **fields: Any) -> MessageTemplate:
+    """Change a template (``TEMPLATE_EDITABLE_FIELDS``). Refused when a broadcast awaiting approval,
+    scheduled or sending with it would lack a variable the new text uses."""
+    unknown = sorted(set(fields) - set(TEMPLATE_EDITABLE_FIELDS))
+    if unknown:
+        raise ValidationError({key: [_("This field cannot be set.")] for key in unknown})
+    with transaction.atomic():
+        locked = MessageTemplate.objects.select_for_update().get(pk=template.pk)
+        for key, value in fields.items():
+            if key in ("name", "category", "subject") and isinstance(value, str):
+                value = value.strip()
+            setattr(locked, key, value)
+        errors = _template_errors(locked, check_broadcasts=True)
+        if errors:
+            raise ValidationError(errors)
+        locked.save(update_fields=[*fields, "updated_at"])
+    for key in (*fields, "updated_at"):
+        setattr(template, key, getattr(locked, key))
+    return template
+
+
+# --- Broadcasts ------------------------------------------------------------------------------
 
 # A send time a little in the past is "now" (the form took a while); more than this is a mistake.
 PAST_GRACE = dt.timedelta(minutes=1)
-SEND_PARALLELISM = getattr(settings, "SCRM_SEND_PARALLELISM", 2)
 EDITABLE = (Broadcast.Status.DRAFT,)
-CANCELLABLE = (
-    Broadcast.Status.DRAFT,
-    Broadcast.Status.PENDING_APPROVAL,
-    Broadcast.Status.SCHEDULED,
-    Broadcast.Status.SENDING,
-)
+CANCELLABLE = (Broadcast.Status.DRAFT, *LOCKED_STATUSES)
 
 
 def can_approve(user) -> bool:
@@ -266,110 +450,117 @@ def broadcast_cancel(*, broadcast: Broadcast, user) -> Broadcast:
     return broadcast
 
 
-# --- Sending, driven by the periodic tick -----------------------------------------------------
-
-
 def _enqueue_tick() -> None:
-    from .tasks import broadcasts_tick
+    """Run the sending tick as soon as this transaction commits: a broadcast due now starts without
+    waiting for beat's next tick."""
+    from .tasks import broadcasts_tick as broadcasts_tick_task
 
-    transaction.on_commit(lambda: broadcasts_tick.delay())
-
-
-def _enqueue_senders(broadcast_id: int | None, count: int = SEND_PARALLELISM) -> None:
-    from .tasks import deliveries_send
-
-    def enqueue():
-        for _i in range(count):
-            deliveries_send.delay(broadcast_id)
-
-    transaction.on_commit(enqueue)
+    transaction.on_commit(lambda: broadcasts_tick_task.delay())
 
 
-def broadcast_start(*, broadcast_id: int) -> int:
-    """Plan a sending broadcast's deliveries (once) and set senders going. Safe to run twice at once:
-    the broadcast row is locked while planning, and planning skips rows that exist."""
-    planned = 0
+# --- Frequency policy ------------------------------------------------------------------------
+
+
+def policy_update(
+    *,
+    user,
+    quiet_hours_enabled: bool,
+    quiet_start: dt.time,
+    quiet_end: dt.time,
+    exempt_service_messages: bool,
+    caps: list[dict],
+) -> FrequencyPolicy:
+    """Replace the policy and its caps in one transaction. ``caps`` items: ``medium`` ('' = all media),
+    ``window`` ('rolling' with ``window_days`` and ``max_messages``, or 'month' with ``max_messages``
+    empty for "as many as the month has days")."""
+    errors = {}
+    cleaned = []
+    for index, cap in enumerate(caps):
+        medium = cap.get("medium") or ""
+        window = cap.get("window") or FrequencyCap.Window.ROLLING
+        window_days = cap.get("window_days")
+        max_messages = cap.get("max_messages")
+        prefix = f"caps[{index}]"
+        if medium and medium not in Medium.values:
+            errors[f"{prefix}.medium"] = [_("Unknown medium “%(value)s”.") % {"value": medium}]
+        if window not in FrequencyCap.Window.values:
+            errors[f"{prefix}.window"] = [_("The window is “rolling” or “month”.")]
+        elif window == FrequencyCap.Window.ROLLING:
+            if not window_days or int(window_days) < 1:
+                errors[f"{prefix}.window_days"] = [_("A rolling window needs a number of days (at least 1).")]
+            if max_messages in (None, "") or int(max_messages) < 0:
+                errors[f"{prefix}.max_messages"] = [_("Say how many messages the window allows.")]
+            window_days = int(window_days or 0)
+        else:
+            window_days = None
+        if max_messages not in (None, ""):
+            max_messages = int(max_messages)
+        else:
+            max_messages = None
+        cleaned.append(FrequencyCap(medium=medium, window=window, window_days=window_days, max_messages=max_messages))
+    if errors:
+        raise ValidationError(errors)
     with transaction.atomic():
-        broadcast = (
-            Broadcast.objects.select_for_update(skip_locked=True, of=("self",))
-            .filter(pk=broadcast_id, status=Broadcast.Status.SENDING)
-            .select_related("template", "segment", "created_by")
-            .first()
-        )
-        if broadcast is None:
-            return 0
-        if broadcast.planned_at is None:
-            planned = sending.broadcast_plan(broadcast=broadcast)
-        _enqueue_senders(broadcast.pk)
-    return planned
+        policy = FrequencyPolicy.objects.select_for_update().get_or_create(pk=1)[0]
+        policy.quiet_hours_enabled = quiet_hours_enabled
+        policy.quiet_start = quiet_start
+        policy.quiet_end = quiet_end
+        policy.exempt_service_messages = exempt_service_messages
+        policy.updated_by = user
+        policy.full_clean()
+        policy.save()
+        FrequencyCap.objects.all().delete()
+        FrequencyCap.objects.bulk_create(cleaned)
+    return policy
 
 
-def broadcasts_tick(
-    *, now: dt.datetime | None = None, stale_after: dt.timedelta = dt.timedelta(seconds=60)
-) -> dict[str, int]:
-    """The periodic heartbeat of sending (every few seconds from beat; harmless when run twice at once):
+# --- Follow-up tasks --------------------------------------------------------------------------
 
-    * due scheduled broadcasts become ``sending`` (a conditional update: one tick wins) and are planned;
-    * sending broadcasts whose planning was lost are planned again, and those whose senders went quiet
-      with due work left get new senders; finished ones are marked sent;
-    * deliveries stuck ``sending`` after a worker died go back to pending;
-    * due automation deliveries get a sender.
-    """
-    from .tasks import broadcast_start as broadcast_start_task
 
-    now = now or timezone.now()
-    stats = {"started": 0, "resumed": 0, "finished": 0, "requeued": 0}
-    stats["requeued"] = sending.deliveries_requeue_stuck(now=now)
-    due = list(
-        Broadcast.objects.filter(status=Broadcast.Status.SCHEDULED, scheduled_at__lte=now).values_list("pk", flat=True)
+def _may_complete(task: FollowUpTask, user: User) -> bool:
+    """The task's assignee, or a manager (sees every contact and may change tasks)."""
+    if not (user and user.is_authenticated):
+        return False
+    if FollowUpTask.objects.filter(FollowUpTask.objects.owned_by(user), pk=task.pk).exists():
+        return True
+    return Contact.objects.sees_all(user) and user.has_perm("campaigns.change_followuptask")
+
+
+def follow_up_task_create(
+    *,
+    assignee: User,
+    contact: Contact,
+    title: str,
+    note: str = "",
+    due_at: dt.datetime | None = None,
+) -> FollowUpTask:
+    """A follow-up task made by hand. The assignee must be an active user who may see the contact."""
+    errors: dict[str, list[str]] = {}
+    title = (title or "").strip() if isinstance(title, str) else ""
+    max_title = FollowUpTask._meta.get_field("title").max_length
+    if not title:
+        errors["title"] = [_("Give the task a title.")]
+    elif len(title) > max_title:
+        errors["title"] = [_("At most %(max)d characters.") % {"max": max_title}]
+    if contact is None or contact.erased_at is not None or contact.merged_into_id is not None:
+        errors["contact"] = [_("This contact was erased or merged.")]
+    if assignee is None or not getattr(assignee, "is_active", False):
+        errors["assignee"] = [_("Choose an active staff member.")]
+    elif "contact" not in errors and not Contact.objects.live().visible_to(assignee).filter(pk=contact.pk).exists():
+        errors["assignee"] = [_("%(user)s cannot see this contact.") % {"user": assignee.get_username()}]
+    if due_at is not None and not isinstance(due_at, dt.datetime):
+        errors["due_at"] = [_("Enter a date and time.")]
+    if errors:
+        raise ValidationError(errors)
+    return FollowUpTask.objects.create(assignee=assignee, contact=contact, title=title, note=note or "", due_at=due_at)
+
+
+def follow_up_task_complete(*, task: FollowUpTask, user: User) -> FollowUpTask:
+    """Mark a task done: only its assignee or a manager may. Completing it twice changes nothing."""
+    if not _may_complete(task, user):
+        raise PermissionDenied(_("Only the assignee or a manager can complete this task."))
+    FollowUpTask.objects.filter(pk=task.pk, status=FollowUpTask.Status.OPEN).update(
+        status=FollowUpTask.Status.DONE, done_at=timezone.now()
     )
-    for pk in due:
-        if Broadcast.objects.filter(pk=pk, status=Broadcast.Status.SCHEDULED).update(
-            status=Broadcast.Status.SENDING, started_at=now, updated_at=now
-        ):
-            stats["started"] += 1
-            transaction.on_commit(lambda pk=pk: broadcast_start_task.delay(pk))
-    stale = now - stale_after
-    for pk, planned_at, heartbeat_at, started_at in Broadcast.objects.filter(
-        status=Broadcast.Status.SENDING
-    ).values_list("pk", "planned_at", "heartbeat_at", "started_at"):
-        if planned_at is None:
-            if started_at is None or started_at < stale:
-                transaction.on_commit(lambda pk=pk: broadcast_start_task.delay(pk))
-                stats["resumed"] += 1
-            continue
-        if sending.broadcast_finish_if_done(broadcast_id=pk, now=now):
-            stats["finished"] += 1
-            continue
-        if heartbeat_at is None or heartbeat_at < stale:
-            if sending._pending(Q(broadcast_id=pk), now).exists():
-                # Only the tick that moves the heartbeat revives the senders: ticks do not pile them up.
-                revived = Broadcast.objects.filter(pk=pk, heartbeat_at=heartbeat_at).update(heartbeat_at=now)
-                if revived:
-                    _enqueue_senders(pk)
-                    stats["resumed"] += 1
-    if sending._pending(Q(broadcast__isnull=True), now).exists() and cache.add(
-        "campaigns:automation-sender", 1, timeout=int(stale_after.total_seconds()) or 1
-    ):
-        _enqueue_senders(None, count=1)
-    return stats
-
-
-def deliveries_send(*, broadcast_id: int | None, budget: dt.timedelta = dt.timedelta(seconds=20)) -> dict[str, int]:
-    """Send chunks of one broadcast (or of the automations) for up to ``budget``; returns the totals and
-    whether work is left (the task then enqueues itself again, so a task never runs for long)."""
-    deadline = timezone.now() + budget
-    total = sending.ChunkResult()
-    more = False
-    while True:
-        result = sending.deliveries_send_chunk(broadcast_id=broadcast_id)
-        total += result
-        if result.claimed == 0:
-            more = False
-            break
-        if timezone.now() >= deadline:
-            more = True
-            break
-    if not more and broadcast_id:
-        sending.broadcast_finish_if_done(broadcast_id=broadcast_id)
-    return {**total.__dict__, "more": more}
+    task.refresh_from_db()
+    return task

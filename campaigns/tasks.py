@@ -1,12 +1,13 @@
-"""Celery entry points for campaigns. Each task takes ids and calls one service; all are safe to run
-twice (the delivery ledger and conditional updates decide what happens, not the task)."""
+"""Celery entry points for campaigns. Each task takes ids and calls one function of an engine (the sending
+engine in ``sending``, the automation engine in ``automations``); all are safe to run twice (the delivery
+ledger and conditional updates decide what happens, not the task)."""
 
 from __future__ import annotations
 
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
-from . import services
+from . import sending
 
 _TRANSIENT = (OperationalError, InterfaceError)
 
@@ -14,20 +15,20 @@ _TRANSIENT = (OperationalError, InterfaceError)
 @shared_task(autoretry_for=_TRANSIENT, retry_backoff=2, retry_backoff_max=60, max_retries=10)
 def broadcasts_tick() -> dict[str, int]:
     """Start due broadcasts, revive stalled ones, finish completed ones (every few seconds from beat)."""
-    return services.broadcasts_tick()
+    return sending.broadcasts_tick()
 
 
 @shared_task(autoretry_for=_TRANSIENT, retry_backoff=2, retry_backoff_max=60, max_retries=10)
 def broadcast_start(broadcast_id: int) -> int:
     """Plan one broadcast's deliveries and start its senders."""
-    return services.broadcast_start(broadcast_id=broadcast_id)
+    return sending.broadcast_start(broadcast_id=broadcast_id)
 
 
 @shared_task(autoretry_for=_TRANSIENT, retry_backoff=2, retry_backoff_max=60, max_retries=10)
 def deliveries_send(broadcast_id: int | None) -> dict[str, int]:
     """Send due deliveries of one broadcast (or of the automations) for a while, then hand over to a
     fresh task if work is left."""
-    result = services.deliveries_send(broadcast_id=broadcast_id)
+    result = sending.deliveries_send(broadcast_id=broadcast_id)
     if result["more"]:
         deliveries_send.delay(broadcast_id)
     return result
@@ -37,6 +38,6 @@ def deliveries_send(broadcast_id: int | None) -> dict[str, int]:
 def automations_tick() -> dict[str, dict[str, int]]:
     """Write the runs of new trigger events, then act on the runs that are due (every minute from beat;
     harmless when run twice at once: the runs' unique key and SKIP LOCKED claims decide)."""
-    from . import automations
+    from .automations import automation_runs_process, automations_scan
 
-    return {"scan": automations.automations_scan(), "process": automations.automation_runs_process()}
+    return {"scan": automations_scan(), "process": automation_runs_process()}

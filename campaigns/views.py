@@ -30,28 +30,29 @@ from contacts.forms import staff_users, user_label
 from contacts.models import Channel, Contact, Tag
 
 from . import automations, content, policy, segments, selectors, sending, services
+from .filtersets import BroadcastFilterSet, FollowUpTaskFilterSet, OutboxMessageFilterSet
 from .forms import (
     ACTION_FIELDS,
     AUTOMATION_ERROR_FIELDS,
     TRIGGER_FIELDS,
     AutomationForm,
-    BroadcastFilterForm,
     BroadcastForm,
     CapFormSet,
     MessageTemplateForm,
-    OutboxFilterForm,
     PolicyForm,
     SegmentCountForm,
     SegmentForm,
-    TaskFilterForm,
     TemplatePreviewForm,
     attach_service_errors,
     caps_initial,
     error_key_label,
+    fit_broadcast_filters,
+    fit_outbox_filters,
+    fit_task_filters,
     formset_caps,
     mark_cap_errors,
 )
-from .models import Automation, Broadcast, Delivery, FrequencyCap, MessageTemplate, Segment
+from .models import Automation, Broadcast, Delivery, FollowUpTask, FrequencyCap, MessageTemplate, Segment
 
 PAGE_SIZE = 50
 # Poll the progress every 2 s while sending or about to send; a broadcast due later is checked slowly.
@@ -190,7 +191,7 @@ def segment_create(request: HttpRequest) -> HttpResponse:
     form = SegmentForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
-            segment = segments.segment_create(
+            segment = services.segment_create(
                 name=form.cleaned_data["name"],
                 rules=form.cleaned_data["rules"],
                 description=form.cleaned_data["description"],
@@ -215,7 +216,7 @@ def segment_edit(request: HttpRequest, pk: int) -> HttpResponse:
         form = SegmentForm(request.POST)
         if form.is_valid():
             try:
-                segment = segments.segment_update(segment=segment, **form.cleaned_data)
+                segment = services.segment_update(segment=segment, **form.cleaned_data)
             except ValidationError as exc:
                 attach_service_errors(form, exc)
             else:
@@ -296,7 +297,7 @@ def template_create(request: HttpRequest) -> HttpResponse:
     form = MessageTemplateForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
-            template = content.message_template_create(**form.cleaned_data, created_by=request.user)
+            template = services.message_template_create(**form.cleaned_data, created_by=request.user)
         except ValidationError as exc:
             attach_service_errors(form, exc)
         else:
@@ -313,7 +314,7 @@ def template_edit(request: HttpRequest, pk: int) -> HttpResponse:
         form = MessageTemplateForm(request.POST, editing=True)
         if form.is_valid():
             try:
-                template = content.message_template_update(template=template, **form.cleaned_data)
+                template = services.message_template_update(template=template, **form.cleaned_data)
             except ValidationError as exc:
                 attach_service_errors(form, exc)
             else:
@@ -381,11 +382,9 @@ def template_detail(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 @permission_required("campaigns.view_broadcast", raise_exception=True)
 def broadcast_list(request: HttpRequest) -> HttpResponse:
-    filter_form = BroadcastFilterForm(request.GET or None)
-    broadcasts = selectors.broadcast_list(request.user)
-    if filter_form.is_valid() and filter_form.cleaned_data["status"]:
-        broadcasts = broadcasts.filter(status=filter_form.cleaned_data["status"])
-    page_obj = _page(request, broadcasts)
+    filterset = BroadcastFilterSet(request.GET, queryset=selectors.broadcast_list(request.user), request=request)
+    filter_form = fit_broadcast_filters(filterset.form)
+    page_obj = _page(request, filterset.qs)
     can_approve = services.can_approve(request.user)
     return render(
         request,
@@ -591,15 +590,14 @@ def broadcast_cancel(request: HttpRequest, pk: int) -> HttpResponse:
 @permission_required("campaigns.view_delivery", raise_exception=True)
 def outbox(request: HttpRequest) -> HttpResponse:
     """What the outbox gateway "sent", newest first: the messages a local install delivers nowhere else."""
-    form = OutboxFilterForm(request.GET or None, user=request.user)
     rows = selectors.outbox_list(request.user).order_by("-id")
-    if form.is_valid() and form.cleaned_data["broadcast"]:
-        rows = rows.filter(delivery__broadcast=form.cleaned_data["broadcast"])
-    page_obj = _page(request, rows)
+    filterset = OutboxMessageFilterSet(request.GET, queryset=rows, request=request)
+    filter_form = fit_outbox_filters(filterset.form, user=request.user)
+    page_obj = _page(request, filterset.qs)
     return render(
         request,
         "campaigns/outbox.html",
-        {"filter_form": form, "page_obj": page_obj, "outbox_messages": page_obj.object_list},
+        {"filter_form": filter_form, "page_obj": page_obj, "outbox_messages": page_obj.object_list},
     )
 
 
@@ -627,7 +625,7 @@ def policy_edit(request: HttpRequest) -> HttpResponse:
         formset = CapFormSet(request.POST, prefix="caps")
         if form.is_valid() and formset.is_valid():
             try:
-                policy.policy_update(user=request.user, caps=formset_caps(formset), **form.cleaned_data)
+                services.policy_update(user=request.user, caps=formset_caps(formset), **form.cleaned_data)
             except ValidationError as exc:
                 attach_service_errors(form, exc)
                 mark_cap_errors(formset, exc)
@@ -663,7 +661,7 @@ def _policy_preset(request: HttpRequest, current) -> HttpResponse:
         messages.error(request, _("Unknown preset “%(name)s”.") % {"name": preset})
         return redirect("campaigns:policy")
     try:
-        policy.policy_update(
+        services.policy_update(
             user=request.user,
             quiet_hours_enabled=current.quiet_hours_enabled,
             quiet_start=current.quiet_start,
@@ -764,15 +762,15 @@ def automation_toggle(request: HttpRequest, pk: int) -> HttpResponse:
 @permission_required("campaigns.view_followuptask", raise_exception=True)
 def task_list(request: HttpRequest) -> HttpResponse:
     """The logged-in operator's follow-up tasks (跟进任务); managers see everyone's and filter by assignee."""
-    shows_assignee = Contact.objects.sees_all(request.user) or services.can_approve(request.user)
-    form = TaskFilterForm(request.GET or None, shows_assignee=shows_assignee)
-    tasks = form.filter(selectors.task_list(request.user))
-    page_obj = _page(request, tasks)
+    shows_assignee = FollowUpTask.objects.sees_all(request.user)
+    filterset = FollowUpTaskFilterSet(request.GET, queryset=selectors.task_list(request.user), request=request)
+    filter_form = fit_task_filters(filterset.form, shows_assignee=shows_assignee)
+    page_obj = _page(request, filterset.qs)
     return render(
         request,
         "campaigns/task_list.html",
         {
-            "filter_form": form,
+            "filter_form": filter_form,
             "page_obj": page_obj,
             "tasks": page_obj.object_list,
             "shows_assignee": shows_assignee,
@@ -787,7 +785,7 @@ def task_list(request: HttpRequest) -> HttpResponse:
 def task_done(request: HttpRequest, pk: int) -> HttpResponse:
     task = get_object_or_404(selectors.task_list(request.user), pk=pk)
     try:
-        task = automations.follow_up_task_complete(task=task, user=request.user)
+        task = services.follow_up_task_complete(task=task, user=request.user)
     except ValidationError as exc:
         messages.error(request, _error_text(exc))
     else:

@@ -73,11 +73,11 @@ class SegmentViewSet(ValidSerializerMixin, viewsets.ModelViewSet):
         return s.SegmentDetailSerializer
 
     def perform_create(self, serializer):
-        segment = segments.segment_create(created_by=self.request.user, **serializer.validated_data)
+        segment = services.segment_create(created_by=self.request.user, **serializer.validated_data)
         serializer.instance = self.get_queryset().get(pk=segment.pk)
 
     def perform_update(self, serializer):
-        segment = segments.segment_update(segment=serializer.instance, **serializer.validated_data)
+        segment = services.segment_update(segment=serializer.instance, **serializer.validated_data)
         serializer.instance = self.get_queryset().get(pk=segment.pk)
 
     def perform_destroy(self, instance):
@@ -129,13 +129,13 @@ class MessageTemplateViewSet(ValidSerializerMixin, viewsets.ModelViewSet):
     def perform_create(self, serializer):
         data = dict(serializer.validated_data)
         is_active = data.pop("is_active", True)
-        template = content.message_template_create(created_by=self.request.user, **data)
+        template = services.message_template_create(created_by=self.request.user, **data)
         if not is_active:
-            template = content.message_template_update(template=template, is_active=False)
+            template = services.message_template_update(template=template, is_active=False)
         serializer.instance = self.get_queryset().get(pk=template.pk)
 
     def perform_update(self, serializer):
-        template = content.message_template_update(template=serializer.instance, **serializer.validated_data)
+        template = services.message_template_update(template=serializer.instance, **serializer.validated_data)
         serializer.instance = self.get_queryset().get(pk=template.pk)
 
     def perform_destroy(self, instance):
@@ -156,7 +156,9 @@ class MessageTemplateViewSet(ValidSerializerMixin, viewsets.ModelViewSet):
         be one you may see (404 otherwise)."""
         template = self.get_object()
         data = self._valid(s.TemplatePreviewSerializer)
-        contact = get_object_or_404(Contact.objects.live().visible_to(request.user).select_related("owner"), pk=data["contact"])
+        contact = get_object_or_404(
+            Contact.objects.live().visible_to(request.user).select_related("owner"), pk=data["contact"]
+        )
         variables = data["variables"]
         subject = content.template_preview(template.subject, contact, variables=variables) if template.subject else ""
         text = content.template_preview(template, contact, variables=variables)
@@ -360,7 +362,7 @@ class FrequencyPolicyViewSet(ValidSerializerMixin, viewsets.GenericViewSet):
         else:
             caps = list(FrequencyCap.objects.values("medium", "window", "window_days", "max_messages"))
         try:
-            policy.policy_update(
+            services.policy_update(
                 user=request.user,
                 quiet_hours_enabled=data.get("quiet_hours_enabled", current.quiet_hours_enabled),
                 quiet_start=data.get("quiet_start", current.quiet_start),
@@ -465,13 +467,13 @@ class FollowUpTaskViewSet(
     def perform_create(self, serializer):
         data = dict(serializer.validated_data)
         data.setdefault("assignee", self.request.user)
-        task = automations.follow_up_task_create(**data)
+        task = services.follow_up_task_create(**data)
         serializer.instance = self.get_queryset().get(pk=task.pk)
 
     @extend_schema(request=None, responses=s.FollowUpTaskSerializer)
     @action(detail=True, methods=["post"])
     def complete(self, request, pk=None):
         """Mark the task done (harmless when repeated)."""
-        task = automations.follow_up_task_complete(task=self.get_object(), user=request.user)
+        task = services.follow_up_task_complete(task=self.get_object(), user=request.user)
         task = self.get_queryset().get(pk=task.pk)
         return Response(s.FollowUpTaskSerializer(task, context=self.get_serializer_context()).data)

@@ -14,17 +14,16 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import OperationalError, connection, connections
 from django.utils import timezone
 
-from campaigns import automations, services, tasks
+from campaigns import automations, sending, tasks
 from campaigns.automations import (
     automation_create,
     automation_runs_process,
     automation_set_active,
     automation_update,
     automations_scan,
-    follow_up_task_complete,
-    follow_up_task_create,
 )
 from campaigns.models import Automation, AutomationRun, Delivery, FollowUpTask, FrequencyPolicy, OutboxMessage
+from campaigns.services import follow_up_task_complete, follow_up_task_create
 from contacts.models import Contact, ContactTag
 from contacts.services import contacts_tag, contacts_untag, purchase_record, purchase_refund
 from tests.campaigns.factories_automations import AutomationSegmentFactory, AutomationTemplateFactory
@@ -733,8 +732,8 @@ def test_automation_messages_go_through_the_outbox_respecting_consent_and_opt_ou
     automations_scan()
     automation_runs_process()
 
-    services.deliveries_send(broadcast_id=None)
-    services.deliveries_send(broadcast_id=None)
+    sending.deliveries_send(broadcast_id=None)
+    sending.deliveries_send(broadcast_id=None)
 
     outcome = {d.contact_id: (d.status, d.reason) for d in Delivery.objects.all()}
     assert outcome == {
@@ -754,7 +753,7 @@ def test_the_repurchase_reminder_names_the_product(repurchase, cycle_product):
     automations_scan(now=now)
     automation_runs_process(now=now)
 
-    services.deliveries_send(broadcast_id=None)
+    sending.deliveries_send(broadcast_id=None)
 
     assert OutboxMessage.objects.get().body == "李雷，您的猫粮该补货了"
 
@@ -764,9 +763,9 @@ def test_the_broadcasts_tick_starts_a_sender_for_automation_deliveries(welcome, 
     automations_scan()
     automation_runs_process()
     enqueued = []
-    monkeypatch.setattr(services, "_enqueue_senders", lambda broadcast_id, count=2: enqueued.append(broadcast_id))
+    monkeypatch.setattr(sending, "_enqueue_senders", lambda broadcast_id, count=2: enqueued.append(broadcast_id))
 
-    services.broadcasts_tick()
+    sending.broadcasts_tick()
 
     assert enqueued == [None]
 
@@ -778,20 +777,20 @@ def test_a_crash_mid_chunk_leaves_the_runs_waiting_and_nothing_half_done(welcome
     ContactFactory()
     ContactFactory()
     automations_scan()
-    real_finish = automations._finish
+    real_finish = automations.runs._finish
 
     def crash_when_marking_done(runs, status, **kwargs):
         if status == AutomationRun.Status.DONE:
             raise OperationalError("worker lost the database")
         return real_finish(runs, status, **kwargs)
 
-    monkeypatch.setattr(automations, "_finish", crash_when_marking_done)
+    monkeypatch.setattr(automations.runs, "_finish", crash_when_marking_done)
     with pytest.raises(OperationalError):
         automation_runs_process()
     assert set(AutomationRun.objects.values_list("status", flat=True)) == {"waiting"}
     assert Delivery.objects.count() == 0
 
-    monkeypatch.setattr(automations, "_finish", real_finish)
+    monkeypatch.setattr(automations.runs, "_finish", real_finish)
     assert automation_runs_process()["done"] == 2
     assert Delivery.objects.count() == 2
 

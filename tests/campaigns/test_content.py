@@ -17,14 +17,13 @@ from campaigns.content import (
     RUN_PLACEHOLDERS,
     VARIABLE_PLACEHOLDERS,
     contact_values,
-    message_template_create,
-    message_template_update,
     template_placeholders,
     template_preview,
     template_render,
     template_validate,
 )
 from campaigns.models import Broadcast, MessageTemplate
+from campaigns.services import message_template_create, message_template_update
 from tests.campaigns.factories import BroadcastFactory, MessageTemplateFactory
 from tests.factories import ContactFactory, UserFactory
 

@@ -25,11 +25,10 @@ from campaigns.segments import (
     SegmentField,
     segment_contacts,
     segment_count,
-    segment_create,
     segment_q,
     segment_rules_validate,
-    segment_update,
 )
+from campaigns.services import segment_create, segment_update
 from contacts.models import Contact, ContactTag
 from tests.campaigns.factories import ContactScoreFactory, SegmentFactory
 from tests.factories import (
@@ -420,7 +419,7 @@ def test_a_new_field_is_one_registry_entry(monkeypatch):
         "occupation",
         SegmentField(
             label="Occupation",
-            operators={"eq": segments.Operator(segments._text, lambda value, **ctx: Q(occupation=value))},
+            operators={"eq": segments.Operator(segments.fields._text, lambda value, **ctx: Q(occupation=value))},
         ),
     )
     nurse = ContactFactory(occupation="护士")

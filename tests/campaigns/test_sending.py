@@ -56,9 +56,9 @@ def _broadcast(user, template, *, segment=None, communities=(), variables=None, 
 
 def _send_now(broadcast: Broadcast, user, *, now=None) -> Broadcast:
     services.broadcast_submit(broadcast=broadcast, user=user)
-    services.broadcasts_tick(now=now)
-    services.broadcast_start(broadcast_id=broadcast.pk)
-    while services.deliveries_send(broadcast_id=broadcast.pk)["more"]:
+    sending.broadcasts_tick(now=now)
+    sending.broadcast_start(broadcast_id=broadcast.pk)
+    while sending.deliveries_send(broadcast_id=broadcast.pk)["more"]:
         pass
     broadcast.refresh_from_db()
     return broadcast
@@ -95,9 +95,9 @@ def test_an_operators_broadcast_reaches_only_their_own_contacts(operator, other_
     broadcast.refresh_from_db()
     assert broadcast.status == Broadcast.Status.PENDING_APPROVAL
     services.broadcast_approve(broadcast=broadcast, user=manager)
-    services.broadcasts_tick()
-    services.broadcast_start(broadcast_id=broadcast.pk)
-    services.deliveries_send(broadcast_id=broadcast.pk)
+    sending.broadcasts_tick()
+    sending.broadcast_start(broadcast_id=broadcast.pk)
+    sending.deliveries_send(broadcast_id=broadcast.pk)
     assert set(OutboxMessage.objects.values_list("contact_id", flat=True)) == {c.pk for c in mine}
 
 
@@ -133,12 +133,12 @@ def test_opting_out_after_planning_is_respected_at_send_time(manager, template):
     first, second = _contacts(2)
     broadcast = _broadcast(manager, template)
     services.broadcast_submit(broadcast=broadcast, user=manager)
-    services.broadcasts_tick()
+    sending.broadcasts_tick()
     broadcast.refresh_from_db()
     sending.broadcast_plan(broadcast=broadcast)
     type(first).objects.filter(pk=first.pk).update(opted_out_at=timezone.now())
     type(second).objects.filter(pk=second.pk).update(marketing_consent=False)
-    services.deliveries_send(broadcast_id=broadcast.pk)
+    sending.deliveries_send(broadcast_id=broadcast.pk)
     assert _statuses(broadcast) == {("suppressed", "opted_out"): 1, ("suppressed", "no_consent"): 1}
     assert not OutboxMessage.objects.exists()
 
@@ -147,14 +147,14 @@ def test_the_tick_and_the_senders_twice_send_nothing_twice(manager, template):
     _contacts(30)
     broadcast = _broadcast(manager, template)
     services.broadcast_submit(broadcast=broadcast, user=manager)
-    services.broadcasts_tick()
-    services.broadcasts_tick()
+    sending.broadcasts_tick()
+    sending.broadcasts_tick()
     for _ in range(2):
-        services.broadcast_start(broadcast_id=broadcast.pk)
+        sending.broadcast_start(broadcast_id=broadcast.pk)
         sending.broadcast_plan(broadcast=Broadcast.objects.get(pk=broadcast.pk))
     for _ in range(3):
-        services.deliveries_send(broadcast_id=broadcast.pk)
-    services.broadcasts_tick()
+        sending.deliveries_send(broadcast_id=broadcast.pk)
+    sending.broadcasts_tick()
     assert Delivery.objects.filter(broadcast=broadcast).count() == 30
     assert OutboxMessage.objects.count() == 30
     assert Broadcast.objects.get(pk=broadcast.pk).status == Broadcast.Status.SENT
@@ -241,12 +241,12 @@ def test_cancelling_suppresses_what_was_not_sent(manager, template):
     _contacts(5)
     broadcast = _broadcast(manager, template)
     services.broadcast_submit(broadcast=broadcast, user=manager)
-    services.broadcasts_tick()
+    sending.broadcasts_tick()
     sending.broadcast_plan(broadcast=Broadcast.objects.get(pk=broadcast.pk))
     sending.deliveries_send_chunk(broadcast_id=broadcast.pk, chunk_size=2)
     services.broadcast_cancel(broadcast=broadcast, user=manager)
     services.broadcast_cancel(broadcast=broadcast, user=manager)
-    services.deliveries_send(broadcast_id=broadcast.pk)
+    sending.deliveries_send(broadcast_id=broadcast.pk)
     assert _statuses(broadcast) == {("sent", ""): 2, ("suppressed", "cancelled"): 3}
     assert Broadcast.objects.get(pk=broadcast.pk).status == Broadcast.Status.CANCELLED
 
@@ -333,7 +333,7 @@ def test_two_broadcasts_at_once_never_exceed_the_cap(template):
     broadcasts = [_broadcast(manager, template, segment=s) for s in (segment_a, segment_b)]
     for broadcast in broadcasts:
         services.broadcast_submit(broadcast=broadcast, user=manager)
-    services.broadcasts_tick()
+    sending.broadcasts_tick()
     for broadcast in broadcasts:
         sending.broadcast_plan(broadcast=Broadcast.objects.get(pk=broadcast.pk))
     barrier = threading.Barrier(2)
@@ -370,7 +370,7 @@ def test_two_senders_on_one_broadcast_share_the_work_without_overlap(template):
     _contacts(400)
     broadcast = _broadcast(manager, template)
     services.broadcast_submit(broadcast=broadcast, user=manager)
-    services.broadcasts_tick()
+    sending.broadcasts_tick()
     sending.broadcast_plan(broadcast=Broadcast.objects.get(pk=broadcast.pk))
     claimed = []
 
@@ -398,10 +398,10 @@ def test_a_contact_reassigned_after_planning_is_not_messaged_by_the_old_owners_b
     broadcast = _broadcast(operator, template)
     services.broadcast_submit(broadcast=broadcast, user=operator)
     services.broadcast_approve(broadcast=broadcast, user=manager)
-    services.broadcasts_tick()
+    sending.broadcasts_tick()
     sending.broadcast_plan(broadcast=Broadcast.objects.get(pk=broadcast.pk))
     type(moved).objects.filter(pk=moved.pk).update(owner=other_operator)
-    services.deliveries_send(broadcast_id=broadcast.pk)
+    sending.deliveries_send(broadcast_id=broadcast.pk)
     assert dict(Delivery.objects.filter(broadcast=broadcast).values_list("contact_id", "reason")) == {
         mine.pk: "",
         moved.pk: "not_owned",
@@ -412,13 +412,13 @@ def test_rows_pending_again_after_a_cancel_are_never_sent(manager, template):
     _contacts(4)
     broadcast = _broadcast(manager, template)
     services.broadcast_submit(broadcast=broadcast, user=manager)
-    services.broadcasts_tick()
+    sending.broadcasts_tick()
     sending.broadcast_plan(broadcast=Broadcast.objects.get(pk=broadcast.pk))
     services.broadcast_cancel(broadcast=broadcast, user=manager)
     # A send that failed transiently hands its row back to pending after the cancel.
     Delivery.objects.filter(broadcast=broadcast).update(status="pending", reason="")
     assert sending.deliveries_send_chunk(broadcast_id=broadcast.pk).claimed == 0
-    services.broadcasts_tick()
+    sending.broadcasts_tick()
     assert _statuses(broadcast) == {("suppressed", "cancelled"): 4}
     assert not OutboxMessage.objects.exists()
 
@@ -427,7 +427,7 @@ def test_a_send_lost_too_many_times_fails_instead_of_looping(manager, template):
     _contacts(2)
     broadcast = _broadcast(manager, template)
     services.broadcast_submit(broadcast=broadcast, user=manager)
-    services.broadcasts_tick()
+    sending.broadcasts_tick()
     sending.broadcast_plan(broadcast=Broadcast.objects.get(pk=broadcast.pk))
     long_ago = timezone.now() - dt.timedelta(hours=1)
     first, second = Delivery.objects.filter(broadcast=broadcast).order_by("id")
@@ -439,7 +439,7 @@ def test_a_send_lost_too_many_times_fails_instead_of_looping(manager, template):
 
 
 def test_the_audience_of_an_approved_broadcast_cannot_be_edited(manager, template):
-    from campaigns.segments import segment_update
+    from campaigns.services import segment_update
 
     _contacts(1)
     segment = Segment.objects.create(name="Everyone", rules=EVERYONE)

@@ -16,7 +16,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from campaigns import services
+from campaigns import sending, services
 from campaigns.models import (
     Automation,
     Broadcast,
@@ -93,9 +93,9 @@ def _broadcast(user, template, segment, **fields) -> Broadcast:
 
 def _send(broadcast: Broadcast, user) -> Broadcast:
     services.broadcast_submit(broadcast=broadcast, user=user)
-    services.broadcasts_tick()
-    services.broadcast_start(broadcast_id=broadcast.pk)
-    while services.deliveries_send(broadcast_id=broadcast.pk)["more"]:
+    sending.broadcasts_tick()
+    sending.broadcast_start(broadcast_id=broadcast.pk)
+    while sending.deliveries_send(broadcast_id=broadcast.pk)["more"]:
         pass
     broadcast.refresh_from_db()
     return broadcast
@@ -373,8 +373,8 @@ def test_progress_fragment_polls_while_sending(manager, manager_client, template
     ContactFactory(region="上海")
     broadcast = _broadcast(manager, template, segment)
     services.broadcast_submit(broadcast=broadcast, user=manager)
-    services.broadcasts_tick()
-    services.broadcast_start(broadcast_id=broadcast.pk)
+    sending.broadcasts_tick()
+    sending.broadcast_start(broadcast_id=broadcast.pk)
 
     response = manager_client.get(reverse("campaigns:broadcast_progress", args=[broadcast.pk]))
     content = response.content.decode()

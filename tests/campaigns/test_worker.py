@@ -12,7 +12,7 @@ import pytest
 from django.db.models import Count
 from django.utils import timezone
 
-from campaigns import services
+from campaigns import sending, services
 from campaigns.models import Broadcast, Delivery, FrequencyPolicy, MessageTemplate, OutboxMessage, Segment
 from contacts.models import Contact
 from tests.factories import UserFactory
@@ -50,7 +50,7 @@ def test_a_worker_killed_mid_broadcast_loses_nothing_and_sends_nothing_twice(cel
     services.broadcast_submit(broadcast=broadcast, user=manager)
 
     first = celery_worker_process(concurrency=2, extra_env=small_chunks)
-    services.broadcasts_tick()
+    sending.broadcasts_tick()
     sent = Delivery.objects.filter(broadcast=broadcast, status=Delivery.Status.SENT)
     _wait_for(lambda: sent.count() >= 1000, timeout=120, what="the first thousand messages")
     os.killpg(first.pid, signal.SIGKILL)
@@ -63,7 +63,7 @@ def test_a_worker_killed_mid_broadcast_loses_nothing_and_sends_nothing_twice(cel
 
     def finished():
         # What beat does every few seconds; "stale" at once so the test need not wait a minute.
-        services.broadcasts_tick(stale_after=dt.timedelta(seconds=0))
+        sending.broadcasts_tick(stale_after=dt.timedelta(seconds=0))
         return Broadcast.objects.get(pk=broadcast.pk).status == Broadcast.Status.SENT
 
     _wait_for(finished, timeout=180, interval=1.0, what="the broadcast to finish after the restart")
