@@ -1,4 +1,5 @@
-"""The safe placeholder formatter for message templates, and the template services.
+"""The safe placeholder formatter for message templates (the template library's writes, which check
+placeholders with it, are ``message_template_create`` and ``message_template_update`` in ``services``).
 
 A body is text with ``{placeholder}`` fields: ``你好 {name}，您的专属券码 {coupon}``. ``{{`` and ``}}`` are
 literal braces. A placeholder is a bare name from ``PLACEHOLDERS``; anything else between braces —

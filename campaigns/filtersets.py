@@ -1,4 +1,5 @@
-"""FilterSets shared by the REST API and the dashboard lists of campaigns data.
+"""FilterSets shared by the REST API and the dashboard lists of campaigns data (the pages fit a FilterSet's
+form to their layout with the ``fit_*_filters`` helpers of ``campaigns.forms``).
 
 Ids are plain number filters (``contact_id``): they never look the row up, so filtering by someone
 else's id neither costs a query nor tells whether that row exists — the scoped queryset simply has none.

@@ -551,6 +551,9 @@ class SelectOne(forms.SelectMultiple):
             values = [values]
         return [value for value in values or () if value]
 
+    def format_value(self, value):
+        return super().format_value(value) or [""]
+
 
 class TaskStatusSelect(forms.Select):
     """Open, done or all tasks. No status given means the open ones; "all" means no status filter."""

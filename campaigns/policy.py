@@ -4,6 +4,8 @@ Caps count a contact's *marketing* deliveries that are claimed or sent (``sendin
 time they were claimed. A delivery is claimed inside the same transaction that checks the caps, while
 the contact rows are locked (PostgreSQL) or the database is write-locked (SQLite), so two broadcasts
 sending to the same contact at once cannot both slip under a cap.
+
+This module reads the policy; changing it is ``policy_update`` in ``campaigns.services``.
 """
 
 from __future__ import annotations

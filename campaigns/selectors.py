@@ -2,7 +2,8 @@
 
 Who sees which row is declared on the models' QuerySets (``campaigns.models``): managers and approvers
 see every broadcast and delivery; operators see the broadcasts they wrote, the deliveries to their own
-contacts and their own follow-up tasks.
+contacts and their own follow-up tasks. A broadcast's audience is read where it is planned,
+``campaigns.sending.broadcast_audience``; a segment's contacts in ``campaigns.segments``.
 """
 
 from __future__ import annotations

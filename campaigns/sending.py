@@ -105,10 +105,10 @@ def broadcasts_tick(
             stats["started"] += 1
             transaction.on_commit(lambda pk=pk: broadcast_start_task.delay(pk))
     stale = now - stale_after
-    sending = Broadcast.objects.filter(status=Broadcast.Status.SENDING).values_list(
+    in_flight = Broadcast.objects.filter(status=Broadcast.Status.SENDING).values_list(
         "pk", "planned_at", "heartbeat_at", "started_at", named=True
     )
-    for broadcast in sending:
+    for broadcast in in_flight:
         if broadcast.planned_at is None:
             if broadcast.started_at is None or broadcast.started_at < stale:
                 transaction.on_commit(lambda pk=broadcast.pk: broadcast_start_task.delay(pk))
@@ -288,7 +288,6 @@ _CONTACT_FIELDS = (
     "email",
     "wecom_external_userid",
     "wechat_unionid",
-    "owner_id",
     "owner__username",
     "owner__first_name",
     "owner__last_name",

@@ -51,7 +51,7 @@ ERROR_BAD_CONDITION = gettext_noop("the condition segment is invalid")
 _TRANSIENT = (OperationalError, InterfaceError)
 
 
-# --- Processing due runs -----------------------------------------------------------------------
+# --- Actions -----------------------------------------------------------------------------------
 
 
 class _ActionFailed(Exception):
@@ -153,6 +153,9 @@ _ACTIONS: dict[str, Callable[..., dict[str, int]]] = {
     Action.ASSIGN_OWNER: _assign_owner,
     Action.CREATE_TASK: _create_task,
 }
+
+
+# --- Claiming and applying ---------------------------------------------------------------------
 
 
 def _apply(automation: Automation, runs: QuerySet[AutomationRun], *, now: dt.datetime, stats: dict[str, int]) -> None:

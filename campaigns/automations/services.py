@@ -242,7 +242,7 @@ def _automation_clean(values: dict[str, Any]) -> dict[str, Any]:
     return cleaned
 
 
-# --- Services: automations ---------------------------------------------------------------------
+# --- Writes ------------------------------------------------------------------------------------
 
 
 def automation_create(

@@ -54,6 +54,9 @@ PRODUCT_TRIGGERS = (Trigger.REPURCHASE_DUE, Trigger.PURCHASE_MADE)
 _TRANSIENT = (OperationalError, InterfaceError)
 
 
+# --- Event sources -----------------------------------------------------------------------------
+
+
 def _plus(expression, delta: dt.timedelta):
     if not delta:
         return expression
@@ -67,9 +70,6 @@ def _key(prefix: str, *parts) -> Concat:
             pieces.append(Value(":"))
         pieces.append(Cast(part, output_field=CharField()))
     return Concat(*pieces, output_field=CharField())
-
-
-# --- Trigger scan ------------------------------------------------------------------------------
 
 
 @dataclass
@@ -199,6 +199,9 @@ def _sources(automation: Automation, *, since: dt.datetime, now: dt.datetime) ->
             )
         return sources
     raise ValueError(f"unknown trigger {trigger!r}")
+
+
+# --- Writing the runs --------------------------------------------------------------------------
 
 
 def _insert_runs(automation: Automation, source: _Source, *, chunk_size: int) -> int:

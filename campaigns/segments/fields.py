@@ -31,6 +31,9 @@ MAX_DAYS = 36_500
 MAX_AMOUNT = Decimal("999999999999.99")  # max_digits=14, decimal_places=2
 
 
+# --- The registry ------------------------------------------------------------------------------
+
+
 class RuleValueError(Exception):
     """Raised by a value parser; the message (already translated) says what is wrong with the value."""
 
@@ -292,6 +295,8 @@ def _acquired_from(day: str) -> Q:
 def _acquired_until(day: str) -> Q:
     return Q(acquired_at__lt=day_start(dt.date.fromisoformat(day) + dt.timedelta(days=1)))
 
+
+# --- The fields --------------------------------------------------------------------------------
 
 _CONSENTED = Q(marketing_consent=True, opted_out_at__isnull=True)
 _AMOUNT_PAIR = _pair(_amount, key=Decimal)
