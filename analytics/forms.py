@@ -1,16 +1,22 @@
-"""Forms of the report pages: the period and filters every report shares, each page's own options, and the
-drill-down parameters the contact list accepts.
+"""The parameters of the reports: one form per report, the only definition of what a report accepts.
+
+The report pages (``analytics.views``), the analytics API (``analytics.api.views``) and the contact list's
+drill-down (``contacts.views``) all validate their query strings with these forms: the period and its
+defaults, the filters (a community only among those the user may see), months as ``YYYY-MM``, the years
+allowed, each report's options and the rules between them. The pages show the errors on the form; the
+API answers them in its one error shape and documents the fields as OpenAPI query parameters
+(``analytics.api.parameters``, which reads each field's ``api_description``).
 
 The forms only check and convert the query string; the numbers come from ``analytics.metrics``. A form is
-bound to the query string with the page's defaults filled in (``with_defaults``), so the inputs show the
-period actually reported and the export and drill-down links can repeat it exactly.
+bound with its defaults filled in (``from_query``), so the inputs show the period actually reported and
+the export and drill-down links can repeat it exactly.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Any
+from typing import Any, ClassVar, Self, TypeVar
 
 from django import forms
 from django.contrib.auth import get_user_model
@@ -29,6 +35,7 @@ from .models import Layer
 
 User = get_user_model()
 
+DATE_FORMAT = "%Y-%m-%d"
 DEFAULT_PERIOD_DAYS = 30
 MAX_PERIOD_DAYS = 3660  # ten years: enough for any report, and far from the ends of the calendar
 FIRST_YEAR, LAST_YEAR = 1970, 2999
@@ -36,7 +43,9 @@ KOC_LIMIT_DEFAULT, KOC_LIMIT_MAX = 10, 100
 #: Every drill-down parameter of the contact list starts with this, so that it never collides with the list's
 #: own filters (``channel``, ``owner`` and ``community`` mean slightly different things there).
 DRILL_PREFIX = "drill"
+#: The ``layer`` of the drill-down for the contacts not scored yet (the ``null`` layer of the layers report).
 UNSCORED = "unscored"
+MONTH_PATTERN = r"^\d{4}-\d{2}$"
 
 #: The report filters shared by every page (and the query parameters of the analytics API).
 FILTER_FIELDS = ("date_from", "date_to", "channel", "owner", "community", "cohort")
@@ -83,7 +92,16 @@ DRILL_PERIOD_LABELS = {
     "repeat_buyers": _("Repeat buyers (2 or more paid orders %(period)s)"),
     "referred_leads": _("Referred leads acquired %(period)s"),
 }
-_MONTH = re.compile(r"^\d{4}-\d{2}$")
+_MONTH = re.compile(MONTH_PATTERN)
+
+F = TypeVar("F", bound=forms.Field)
+
+
+def documented(field: F, description: str) -> F:
+    """``field`` with the description of its query parameter in the API's OpenAPI schema. (The page shows
+    the field's ``label`` and ``help_text``, written for a person filling in the form.)"""
+    field.api_description = description
+    return field
 
 
 def layer_label(layer: str | None) -> str:
@@ -99,11 +117,28 @@ class DateInput(forms.DateInput):
     input_type = "date"
 
     def __init__(self, attrs=None):
-        super().__init__(attrs, format="%Y-%m-%d")
+        super().__init__(attrs, format=DATE_FORMAT)
+
+
+class DayField(forms.DateField):
+    """A day as ``YYYY-MM-DD`` (what an ``<input type="date">`` sends), between FIRST_YEAR and LAST_YEAR."""
+
+    widget = DateInput
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(input_formats=[DATE_FORMAT], **kwargs)
+
+    def validate(self, value: dt.date | None) -> None:
+        super().validate(value)
+        if value is not None and not FIRST_YEAR <= value.year <= LAST_YEAR:
+            raise ValidationError(
+                _("Enter a date between %(first)s and %(last)s.") % {"first": FIRST_YEAR, "last": LAST_YEAR},
+                code="range",
+            )
 
 
 class MonthField(forms.CharField):
-    """A calendar month as ``YYYY-MM`` (an ``<input type="month">``)."""
+    """A calendar month as ``YYYY-MM`` (an ``<input type="month">``), between FIRST_YEAR and LAST_YEAR."""
 
     widget = forms.TextInput(attrs={"type": "month", "placeholder": "YYYY-MM", "pattern": r"\d{4}-\d{2}"})
 
@@ -125,15 +160,6 @@ class MonthField(forms.CharField):
         return value
 
 
-def _check_year(value: dt.date | None) -> dt.date | None:
-    if value is not None and not FIRST_YEAR <= value.year <= LAST_YEAR:
-        raise ValidationError(
-            _("Enter a date between %(first)s and %(last)s.") % {"first": FIRST_YEAR, "last": LAST_YEAR},
-            code="range",
-        )
-    return value
-
-
 def _parse_day(value: str | None) -> dt.date | None:
     try:
         return dt.date.fromisoformat(value) if value else None
@@ -149,6 +175,16 @@ def _as_param(value: Any) -> str:
     return str(value)
 
 
+def _check_period(form: forms.Form, first: str, last: str) -> None:
+    """The end of the period ``first`` … ``last`` is not before its start, and the period is not too long."""
+    date_from, date_to = form.cleaned_data.get(first), form.cleaned_data.get(last)
+    if date_from and date_to:
+        if date_to < date_from:
+            form.add_error(last, _("The end of the period is before its start."))
+        elif (date_to - date_from).days + 1 > MAX_PERIOD_DAYS:
+            form.add_error(first, _("Choose a period of at most %(days)s days.") % {"days": MAX_PERIOD_DAYS})
+
+
 def attach_errors(form: forms.Form, exc: ValidationError) -> None:
     """Put a metric service's ValidationError on the form: on the field it names, else on the form."""
     if hasattr(exc, "error_dict"):
@@ -159,44 +195,75 @@ def attach_errors(form: forms.Form, exc: ValidationError) -> None:
 
 
 class ReportFilterForm(forms.Form):
-    """The period (whole days in the business time zone) and the filters of a report."""
+    """The period (whole days in the business time zone) and the filters of a report: the parameters of
+    the overview, KPIs, channels, layers and communities reports, and the base of every other report's.
+    Without dates the period is the 30 days ending today. The filters restrict the *contacts* counted."""
 
-    date_from = forms.DateField(label=_("From"), widget=DateInput)
-    date_to = forms.DateField(label=_("To"), widget=DateInput)
-    channel = forms.ModelChoiceField(
-        queryset=Channel.objects.none(), required=False, label=_("Channel"), empty_label=_("All channels")
+    date_from = documented(
+        DayField(label=_("From")), _("First day of the period (YYYY-MM-DD); default: 29 days before date_to.")
     )
-    owner = forms.ModelChoiceField(
-        queryset=User.objects.none(), required=False, label=_("Owner"), empty_label=_("All owners")
+    date_to = documented(
+        DayField(label=_("To")), _("Last day of the period (YYYY-MM-DD); default: today in the business time zone.")
     )
-    community = forms.ModelChoiceField(
-        queryset=Community.objects.none(),
-        required=False,
-        label=_("Community"),
-        empty_label=_("All communities"),
-        help_text=_("Contacts who were ever members."),
+    channel = documented(
+        forms.ModelChoiceField(
+            queryset=Channel.objects.none(), required=False, label=_("Channel"), empty_label=_("All channels")
+        ),
+        _("Only contacts acquired through this channel (id)."),
     )
-    cohort = MonthField(
-        required=False, label=_("Acquired in month"), help_text=_("Only the contacts acquired in this month.")
+    owner = documented(
+        forms.ModelChoiceField(
+            queryset=User.objects.none(), required=False, label=_("Owner"), empty_label=_("All owners")
+        ),
+        _("Only contacts of this owner (id)."),
+    )
+    community = documented(
+        forms.ModelChoiceField(
+            queryset=Community.objects.none(),
+            required=False,
+            label=_("Community"),
+            empty_label=_("All communities"),
+            help_text=_("Contacts who were ever members."),
+        ),
+        _("Only contacts who were ever members of this community (id)."),
+    )
+    cohort = documented(
+        MonthField(
+            required=False, label=_("Acquired in month"), help_text=_("Only the contacts acquired in this month.")
+        ),
+        _("Only contacts acquired in this month (YYYY-MM)."),
     )
 
     #: Page options with their default values (strings, as in a query string).
-    option_defaults: dict[str, str] = {}
+    option_defaults: ClassVar[dict[str, str]] = {}
+    #: Fields that ``with_defaults`` fills in when they are left out, besides ``option_defaults``.
+    filled_in: ClassVar[tuple[str, ...]] = ("date_from", "date_to")
 
-    def __init__(self, data=None, *, user, **kwargs):
+    def __init__(self, data=None, *, user, page: bool = False, **kwargs):
+        """``page``: the form of a dashboard page, whose owner list offers the staff who own contacts (the
+        API takes any user's id, like the contacts API)."""
         super().__init__(data, **kwargs)
         self.user = user
+        self.page = page
         self.fields["channel"].queryset = Channel.objects.order_by("name", "id")
         owner = self.fields["owner"]
-        owner.queryset = staff_users()
+        owner.queryset = staff_users() if page else User.objects.all()
         owner.label_from_instance = user_label
         self.fields["community"].queryset = Community.objects.visible_to(user).order_by("name", "id")
 
     # --- defaults -------------------------------------------------------------------------------
 
     @classmethod
+    def from_query(cls, query: QueryDict, *, user, page: bool = False, today: dt.date | None = None) -> Self:
+        """The form of a request's query string (parameters named as the fields), its defaults filled in."""
+        data = cls.with_defaults(query, user=user, today=today)
+        if page:
+            data = cls.page_defaults(data, user=user)
+        return cls(data, user=user, page=page, prefix=None)
+
+    @classmethod
     def with_defaults(cls, data: QueryDict, *, user, today: dt.date | None = None) -> QueryDict:
-        """The query string with the blanks this page fills in: the last 30 days, and each option's default."""
+        """The query string with the blanks filled in: the last 30 days, and each option's default."""
         today = today or timezone.localdate()
         data = data.copy()
         date_to = _parse_day(data.get("date_to"))
@@ -211,27 +278,27 @@ class ReportFilterForm(forms.Form):
                 data[name] = value
         return data
 
+    @classmethod
+    def page_defaults(cls, data: QueryDict, *, user) -> QueryDict:
+        """What a page fills in beyond the documented defaults (nothing, but for the KOC page)."""
+        return data
+
+    @classmethod
+    def defaulted_fields(cls) -> set[str]:
+        """The fields a caller may leave out although the report needs them: ``with_defaults`` fills them."""
+        return {*cls.filled_in, *cls.option_defaults}
+
     # --- validation -----------------------------------------------------------------------------
-
-    def clean_date_from(self):
-        return _check_year(self.cleaned_data.get("date_from"))
-
-    def clean_date_to(self):
-        return _check_year(self.cleaned_data.get("date_to"))
 
     def clean(self):
         cleaned = super().clean()
-        date_from, date_to = cleaned.get("date_from"), cleaned.get("date_to")
-        if date_from and date_to:
-            if date_to < date_from:
-                self.add_error("date_to", _("The end of the period is before its start."))
-            elif (date_to - date_from).days + 1 > MAX_PERIOD_DAYS:
-                self.add_error("date_from", _("Choose a period of at most %(days)s days.") % {"days": MAX_PERIOD_DAYS})
+        _check_period(self, "date_from", "date_to")
         return cleaned
 
     # --- results --------------------------------------------------------------------------------
 
     def filters(self, **overrides: Any) -> metrics.Filters:
+        """The report's ``metrics.Filters``, for the user asking."""
         data = self.cleaned_data
         values = {
             "date_from": data["date_from"],
@@ -264,22 +331,40 @@ class ReportFilterForm(forms.Form):
 
 
 class FunnelForm(ReportFilterForm):
-    group_by = forms.ChoiceField(choices=GROUP_BY_CHOICES, required=False, label=_("Group by"))
+    group_by = documented(
+        forms.ChoiceField(choices=GROUP_BY_CHOICES, required=False, label=_("Group by")),
+        _("Also give the funnel per acquisition channel or per acquisition month."),
+    )
 
 
 class CohortForm(ReportFilterForm):
-    by = forms.ChoiceField(choices=COHORT_BY_CHOICES, label=_("Cohorts by"))
-    view = forms.ChoiceField(choices=COHORT_VIEW_CHOICES, label=_("Active means"))
-    months = forms.IntegerField(min_value=1, max_value=metrics.MAX_COHORT_MONTHS, label=_("Months"))
+    """The retention matrix of the ``months`` cohorts ending with the month of date_to."""
+
+    by = documented(
+        forms.ChoiceField(choices=COHORT_BY_CHOICES, label=_("Cohorts by")),
+        _("Cohorts by acquisition month or by month of the first paid purchase."),
+    )
+    view = documented(
+        forms.ChoiceField(choices=COHORT_VIEW_CHOICES, label=_("Active means")),
+        _("Active means a paid purchase (purchase) or an inbound interaction (engagement)."),
+    )
+    months = documented(
+        forms.IntegerField(min_value=1, max_value=metrics.MAX_COHORT_MONTHS, label=_("Months")),
+        _("Number of cohorts (and of months per cohort), ending with the month of date_to."),
+    )
 
     option_defaults = {"by": "acquisition", "view": "purchase", "months": "12"}
 
 
 class TrendForm(ReportFilterForm):
     metric = forms.ChoiceField(choices=list(TREND_METRIC_LABELS.items()), label=_("Metric"))
-    grain = forms.ChoiceField(choices=GRAIN_CHOICES, label=_("Per"))
+    grain = documented(
+        forms.ChoiceField(choices=GRAIN_CHOICES, label=_("Per")),
+        _("Bucket size; default: day for up to 62 days, week for up to 366 days, else month."),
+    )
 
     option_defaults = {"metric": "revenue"}
+    filled_in = (*ReportFilterForm.filled_in, "grain")
 
     @classmethod
     def with_defaults(cls, data: QueryDict, *, user, today: dt.date | None = None) -> QueryDict:
@@ -295,8 +380,14 @@ class DecompositionForm(ReportFilterForm):
     """Period B is the report's period; period A (compare_from … compare_to) defaults to the days just
     before it, as many as B has."""
 
-    compare_from = forms.DateField(label=_("Compare with, from"), required=False, widget=DateInput)
-    compare_to = forms.DateField(label=_("Compare with, to"), required=False, widget=DateInput)
+    compare_from = documented(
+        DayField(label=_("Compare with, from"), required=False),
+        _("First day of period A; default: the period of the same length before B."),
+    )
+    compare_to = documented(
+        DayField(label=_("Compare with, to"), required=False),
+        _("Last day of period A; default: the day before date_from."),
+    )
 
     @classmethod
     def with_defaults(cls, data: QueryDict, *, user, today: dt.date | None = None) -> QueryDict:
@@ -309,12 +400,6 @@ class DecompositionForm(ReportFilterForm):
                 data["compare_from"] = (compare_to - (date_to - date_from)).isoformat()
         return data
 
-    def clean_compare_from(self):
-        return _check_year(self.cleaned_data.get("compare_from"))
-
-    def clean_compare_to(self):
-        return _check_year(self.cleaned_data.get("compare_to"))
-
     def clean(self):
         cleaned = super().clean()
         compare_from, compare_to = cleaned.get("compare_from"), cleaned.get("compare_to")
@@ -326,32 +411,39 @@ class DecompositionForm(ReportFilterForm):
             self.add_error(
                 "compare_to" if compare_from else "compare_from", _("Give both the start and the end of the period.")
             )
-        elif compare_to < compare_from:
-            self.add_error("compare_to", _("The end of the period is before its start."))
-        elif (compare_to - compare_from).days + 1 > MAX_PERIOD_DAYS:
-            self.add_error("compare_from", _("Choose a period of at most %(days)s days.") % {"days": MAX_PERIOD_DAYS})
+        else:
+            _check_period(self, "compare_from", "compare_to")
         return cleaned
 
     def compare_filters(self) -> metrics.Filters:
         return self.filters(date_from=self.cleaned_data["compare_from"], date_to=self.cleaned_data["compare_to"])
 
 
-class KocForm(forms.Form):
-    """KOC ranking of one community: the ranking is of the current members, whatever the period."""
+class KocForm(ReportFilterForm):
+    """KOC ranking of one community: the ranking is of the current members, whatever the period and the
+    other filters. The page therefore leaves them out (they ride along to the other report tabs); the API
+    accepts them, and the period names its CSV file."""
 
-    community = forms.ModelChoiceField(queryset=Community.objects.none(), label=_("Community"))
-    limit = forms.IntegerField(min_value=1, max_value=KOC_LIMIT_MAX, label=_("Show the top"))
+    community = documented(
+        forms.ModelChoiceField(queryset=Community.objects.none(), label=_("Community")),
+        _("The community (id) whose members are ranked."),
+    )
+    limit = documented(
+        forms.IntegerField(min_value=1, max_value=KOC_LIMIT_MAX, label=_("Show the top")),
+        _("How many members to list."),
+    )
 
-    def __init__(self, data=None, *, user, **kwargs):
-        super().__init__(data, **kwargs)
-        self.user = user
-        self.fields["community"].queryset = Community.objects.visible_to(user).order_by("name", "id")
+    option_defaults = {"limit": str(KOC_LIMIT_DEFAULT)}
+
+    def __init__(self, data=None, *, user, page: bool = False, **kwargs):
+        super().__init__(data, user=user, page=page, **kwargs)
+        if page:
+            for name in FILTER_FIELDS:
+                if name != "community":
+                    del self.fields[name]
 
     @classmethod
-    def with_defaults(cls, data: QueryDict, *, user, today: dt.date | None = None) -> QueryDict:
-        data = data.copy()
-        if not data.get("limit"):
-            data["limit"] = str(KOC_LIMIT_DEFAULT)
+    def page_defaults(cls, data: QueryDict, *, user) -> QueryDict:
         if not data.get("community"):
             # The biggest community the user may see (by current members) is the most telling default.
             biggest = (
@@ -365,32 +457,43 @@ class KocForm(forms.Form):
                 data["community"] = str(biggest)
         return data
 
-    def query_params(self, names: tuple[str, ...] | None = None) -> dict[str, str]:
-        return {
-            name: _as_param(self.cleaned_data[name])
-            for name in names or tuple(self.fields)
-            if self.cleaned_data.get(name) not in (None, "")
-        }
-
 
 class DrillDownForm(ReportFilterForm):
-    """The contacts behind one number of a report (``metrics.drilldown``), from the contact list's query
-    string: ``drill-metric`` and the other ``drill-…`` parameters. Nothing is filled in by default."""
+    """The contacts behind one number of a report (``metrics.drilldown``): ``metric`` and, for a funnel
+    step, a cohort cell or an RFM layer, the parameter that names it. The cohort of a cell is ``month``;
+    ``cohort`` stays the shared acquisition-month filter.
+
+    The contact list reads it from its query string as ``drill-metric`` and the other ``drill-…``
+    parameters, with nothing filled in (the report's links carry every parameter); the API's drill-down
+    reads it unprefixed, with the defaults filled in (``from_query``)."""
 
     metric = forms.ChoiceField(choices=list(DRILL_METRIC_LABELS.items()), label=_("Metric"))
-    step = forms.ChoiceField(choices=list(FUNNEL_STEP_LABELS.items()), required=False, label=_("Funnel step"))
-    month = MonthField(required=False, label=_("Cohort"))
-    offset = forms.IntegerField(
-        min_value=0, max_value=metrics.MAX_COHORT_MONTHS - 1, required=False, label=_("Month of the cohort")
+    step = documented(
+        forms.ChoiceField(choices=list(FUNNEL_STEP_LABELS.items()), required=False, label=_("Funnel step")),
+        _("Funnel step (metric=funnel)."),
+    )
+    month = documented(
+        MonthField(required=False, label=_("Cohort")), _("The cohort (YYYY-MM) of a retention cell (metric=cohort).")
+    )
+    offset = documented(
+        forms.IntegerField(
+            min_value=0, max_value=metrics.MAX_COHORT_MONTHS - 1, required=False, label=_("Month of the cohort")
+        ),
+        _("Month of the cohort (0 = the cohort's own month); without it, the whole cohort."),
     )
     by = forms.ChoiceField(choices=COHORT_BY_CHOICES, required=False, label=_("Cohorts by"))
     view = forms.ChoiceField(choices=COHORT_VIEW_CHOICES, required=False, label=_("Active means"))
-    layer = forms.ChoiceField(
-        choices=[*Layer.choices, (UNSCORED, _("Not scored yet"))], required=False, label=_("RFM layer")
+    layer = documented(
+        forms.ChoiceField(
+            choices=[*Layer.choices, (UNSCORED, _("Not scored yet"))], required=False, label=_("RFM layer")
+        ),
+        _("RFM layer (metric=rfm); unscored = the contacts not scored yet."),
     )
 
-    def __init__(self, data=None, *, user, **kwargs):
-        super().__init__(data, user=user, prefix=DRILL_PREFIX, **kwargs)
+    option_defaults = {"by": "acquisition", "view": "purchase"}
+
+    def __init__(self, data=None, *, user, prefix: str | None = DRILL_PREFIX, **kwargs):
+        super().__init__(data, user=user, prefix=prefix, **kwargs)
 
     @staticmethod
     def present(data: QueryDict) -> bool:
@@ -404,24 +507,27 @@ class DrillDownForm(ReportFilterForm):
             self.add_error(required, _("This drill-down needs this parameter."))
         return cleaned
 
+    def drilldown_kwargs(self) -> dict[str, Any]:
+        """The valid form's options of ``metrics.drilldown`` (besides the filters)."""
+        data = self.cleaned_data
+        layer = data.get("layer") or None
+        return {
+            "metric": data["metric"],
+            "step": data.get("step") or None,
+            "cohort": data.get("month") or None,
+            "offset": data.get("offset"),
+            "by": data.get("by") or "acquisition",
+            "view": data.get("view") or "purchase",
+            "layer": None if layer == UNSCORED else layer,
+        }
+
     def contacts(self) -> QuerySet[Contact] | None:
         """The contacts behind the number (already limited to what the user may see), or None when the
         parameters are not valid (the errors are then on the form)."""
         if not self.is_valid():
             return None
-        data = self.cleaned_data
-        layer = data.get("layer") or None
         try:
-            return metrics.drilldown(
-                self.filters(),
-                metric=data["metric"],
-                step=data.get("step") or None,
-                cohort=data.get("month") or None,
-                offset=data.get("offset"),
-                by=data.get("by") or "acquisition",
-                view=data.get("view") or "purchase",
-                layer=None if layer == UNSCORED else layer,
-            )
+            return metrics.drilldown(self.filters(), **self.drilldown_kwargs())
         except ValidationError as exc:
             attach_errors(self, exc)
             return None

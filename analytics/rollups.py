@@ -35,7 +35,8 @@ def cohort_rollup_rows(*, refreshed_at) -> list[CohortActivity]:
     rows: list[CohortActivity] = []
     for by, field_name in _COHORT_FIELDS.items():
         sizes = (
-            Contact.objects.live().filter(**{f"{field_name}__isnull": False})
+            Contact.objects.live()
+            .filter(**{f"{field_name}__isnull": False})
             .annotate(cohort=month_trunc(field_name))
             .values("cohort", "channel_id", "owner_id")
             .annotate(n=Count("pk"))

@@ -2,11 +2,11 @@
 RFM layers, community health and KOC ranking.
 
 Every number comes from ``analytics.metrics``, always with ``Filters(user=request.user)`` so that the
-scoping of the metric services applies; a view only validates the query string, calls the services and
-shapes their results for the templates and the charts. Each page runs a fixed number of queries whatever
-the size of the data (the services are set-based). Counts link to the contacts behind them (the contact
-list's drill-down, see ``analytics.forms.DrillDownForm``) and each table links to its CSV export in the
-analytics API.
+scoping of the metric services applies; a view only validates the query string with the report's form
+(``analytics.forms``, the same the analytics API uses), calls the services and shapes their results for
+the templates and the charts. Each page runs a fixed number of queries whatever the size of the data
+(the services are set-based). Counts link to the contacts behind them (the contact list's drill-down,
+see ``analytics.forms.DrillDownForm``) and each table links to its CSV export in the analytics API.
 """
 
 from __future__ import annotations
@@ -133,15 +133,14 @@ def _report(
     request: HttpRequest,
     *,
     name: str,
-    form_class: type[ReportFilterForm] | type[KocForm],
+    form_class: type[ReportFilterForm],
     build: Callable[[Any], dict[str, Any]],
     template: str | None = None,
     extra: dict[str, Any] | None = None,
 ) -> HttpResponse:
-    """Validate the query string (defaults filled in), build the report, render it. Invalid input is
-    shown on the form (status 200, like any form), never a 500."""
-    data = form_class.with_defaults(request.GET, user=request.user)
-    form = form_class(data, user=request.user)
+    """Validate the query string with the report's form (defaults filled in), build the report, render it.
+    Invalid input is shown on the form (status 200, like any form), never a 500."""
+    form = form_class.from_query(request.GET, user=request.user, page=True)
     tabs = _tabs(request, name)
     context: dict[str, Any] = {
         "form": form,
@@ -153,7 +152,7 @@ def _report(
         "carry": [
             (field, value)
             for field in FILTER_FIELDS
-            if field not in form_class.base_fields
+            if field not in form.fields
             for value in request.GET.getlist(field)
             if value
         ],
@@ -168,8 +167,7 @@ def _report(
         else:
             context["ready"] = True
             context["report_query"] = form.query_params()
-            if isinstance(form, ReportFilterForm):
-                context["drill_base"] = form.query_params(FILTER_FIELDS)
+            context["drill_base"] = form.query_params(FILTER_FIELDS)
     return render(request, template or f"analytics/{name}.html", context)
 
 

@@ -1,273 +1,23 @@
-"""Shapes of the analytics API: the query parameters of the reports (input) and the reports (output).
+"""Shapes of the analytics API's reports (the output). Their query parameters are the report forms of
+``analytics.forms``, shared with the report pages (``analytics.api.parameters``).
 
-The input serializers only check and convert the query string — the period with its defaults, the
-filters' ids, each report's options — and build ``metrics.Filters``; every number comes from
-``analytics.metrics``. The output serializers write money as strings with two decimals, ratios as
-numbers and empty values (a division by zero) as ``null``.
+The serializers write money as strings with two decimals, ratios as numbers and empty values (a
+division by zero) as ``null``; every number comes from ``analytics.metrics``.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import re
 from decimal import Decimal
 from typing import Any
 
-from django.contrib.auth import get_user_model
-from django.core.exceptions import ValidationError as DjangoValidationError
-from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from analytics import metrics
-from analytics.forms import (
-    DEFAULT_PERIOD_DAYS,
-    FIRST_YEAR,
-    KOC_LIMIT_DEFAULT,
-    KOC_LIMIT_MAX,
-    LAST_YEAR,
-    MAX_PERIOD_DAYS,
-)
-from analytics.models import Layer
-from communities.models import Community
-from contacts.models import Channel
+from analytics.forms import MONTH_PATTERN
 
-User = get_user_model()
-
-DATE_FORMAT = "%Y-%m-%d"
-#: The ``layer`` of the drill-down for the contacts not scored yet (the ``null`` layer of the layers report).
-UNSCORED = "unscored"
-_MONTH = re.compile(r"^\d{4}-\d{2}$")
-
-
-# --- Input: the query string ------------------------------------------------------------------------
-
-
-def _check_year(value: dt.date, field_name: str) -> dt.date:
-    if not FIRST_YEAR <= value.year <= LAST_YEAR:
-        raise serializers.ValidationError(
-            {field_name: _("Enter a date between %(first)s and %(last)s.") % {"first": FIRST_YEAR, "last": LAST_YEAR}}
-        )
-    return value
-
-
-@extend_schema_field({"type": "string", "pattern": r"^\d{4}-\d{2}$", "example": "2025-03"})
-class MonthField(serializers.CharField):
-    """A calendar month as ``YYYY-MM``."""
-
-    def to_internal_value(self, data: Any) -> str:
-        value = super().to_internal_value(data)
-        if value == "":
-            return value
-        if not _MONTH.match(value):
-            raise serializers.ValidationError(_("Enter a month as YYYY-MM."), code="invalid")
-        try:
-            month = metrics.parse_month(value)
-        except DjangoValidationError as exc:
-            raise serializers.ValidationError(_("Enter a month as YYYY-MM."), code="invalid") from exc
-        if not FIRST_YEAR <= month.year <= LAST_YEAR:
-            raise serializers.ValidationError(
-                _("Enter a month between %(first)s and %(last)s.") % {"first": FIRST_YEAR, "last": LAST_YEAR},
-                code="invalid",
-            )
-        return value
-
-
-@extend_schema_field(OpenApiTypes.INT)
-class VisibleCommunityField(serializers.PrimaryKeyRelatedField):
-    """A community id the requesting user may see; any other id reads as "does not exist"."""
-
-    def get_queryset(self):
-        return Community.objects.visible_to(self.context["request"].user)
-
-
-def _date_field(help_text: str) -> serializers.DateField:
-    return serializers.DateField(required=False, input_formats=[DATE_FORMAT], help_text=help_text)
-
-
-class ReportQuerySerializer(serializers.Serializer):
-    """The period and the filters every report shares. The period is whole days in the business time zone;
-    without dates it is the 30 days ending today. The filters restrict the *contacts* counted."""
-
-    date_from = _date_field(_("First day of the period (YYYY-MM-DD); default: 29 days before date_to."))
-    date_to = _date_field(_("Last day of the period (YYYY-MM-DD); default: today in the business time zone."))
-    channel = serializers.PrimaryKeyRelatedField(
-        queryset=Channel.objects.all(),
-        required=False,
-        allow_null=True,
-        help_text=_("Only contacts acquired through this channel (id)."),
-    )
-    owner = serializers.PrimaryKeyRelatedField(
-        queryset=User.objects.all(), required=False, allow_null=True, help_text=_("Only contacts of this owner (id).")
-    )
-    community = VisibleCommunityField(
-        required=False, allow_null=True, help_text=_("Only contacts who were ever members of this community (id).")
-    )
-    cohort = MonthField(
-        required=False, allow_blank=True, help_text=_("Only contacts acquired in this month (YYYY-MM).")
-    )
-
-    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        if attrs.get("date_to") is None:
-            attrs["date_to"] = timezone.localdate()
-        if attrs.get("date_from") is None:
-            attrs["date_from"] = attrs["date_to"] - dt.timedelta(days=DEFAULT_PERIOD_DAYS - 1)
-        self._check_period(attrs, "date_from", "date_to")
-        return attrs
-
-    @staticmethod
-    def _check_period(attrs: dict[str, Any], first: str, last: str) -> None:
-        _check_year(attrs[first], first)
-        _check_year(attrs[last], last)
-        if attrs[last] < attrs[first]:
-            raise serializers.ValidationError({last: _("The end of the period is before its start.")})
-        if (attrs[last] - attrs[first]).days + 1 > MAX_PERIOD_DAYS:
-            raise serializers.ValidationError(
-                {first: _("Choose a period of at most %(days)s days.") % {"days": MAX_PERIOD_DAYS}}
-            )
-
-    def filters(self, **overrides: Any) -> metrics.Filters:
-        """The report's ``metrics.Filters``, for the user making the request."""
-        data = self.validated_data
-        values = {
-            "date_from": data["date_from"],
-            "date_to": data["date_to"],
-            "user": self.context["request"].user,
-            "channel_id": data["channel"].pk if data.get("channel") else None,
-            "owner_id": data["owner"].pk if data.get("owner") else None,
-            "community_id": data["community"].pk if data.get("community") else None,
-            "cohort": data.get("cohort") or None,
-        }
-        values.update(overrides)
-        return metrics.Filters(**values)
-
-
-class CohortQuerySerializer(ReportQuerySerializer):
-    by = serializers.ChoiceField(
-        choices=["acquisition", "first_purchase"],
-        default="acquisition",
-        help_text=_("Cohorts by acquisition month or by month of the first paid purchase."),
-    )
-    view = serializers.ChoiceField(
-        choices=["purchase", "engagement"],
-        default="purchase",
-        help_text=_("Active means a paid purchase (purchase) or an inbound interaction (engagement)."),
-    )
-    months = serializers.IntegerField(
-        min_value=1,
-        max_value=metrics.MAX_COHORT_MONTHS,
-        default=12,
-        help_text=_("Number of cohorts (and of months per cohort), ending with the month of date_to."),
-    )
-
-
-class FunnelQuerySerializer(ReportQuerySerializer):
-    group_by = serializers.ChoiceField(
-        choices=["channel", "cohort"],
-        required=False,
-        allow_blank=True,
-        help_text=_("Also give the funnel per acquisition channel or per acquisition month."),
-    )
-
-
-class DecompositionQuerySerializer(ReportQuerySerializer):
-    """Period B is date_from … date_to; period A is compare_from … compare_to, by default the days just
-    before period B, as many as B has."""
-
-    compare_from = _date_field(_("First day of period A; default: the period of the same length before B."))
-    compare_to = _date_field(_("Last day of period A; default: the day before date_from."))
-
-    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        attrs = super().validate(attrs)
-        compare_from, compare_to = attrs.get("compare_from"), attrs.get("compare_to")
-        if compare_from is None and compare_to is None:
-            compare_to = attrs["date_from"] - dt.timedelta(days=1)
-            attrs["compare_to"] = compare_to
-            attrs["compare_from"] = compare_to - (attrs["date_to"] - attrs["date_from"])
-        elif compare_from is None or compare_to is None:
-            missing = "compare_from" if compare_from is None else "compare_to"
-            raise serializers.ValidationError({missing: _("Give both the start and the end of period A.")})
-        self._check_period(attrs, "compare_from", "compare_to")
-        return attrs
-
-
-class KocQuerySerializer(ReportQuerySerializer):
-    """The ranking is of the community's current members, whatever the period and the other filters."""
-
-    community = VisibleCommunityField(help_text=_("The community (id) whose members are ranked."))
-    limit = serializers.IntegerField(
-        min_value=1, max_value=KOC_LIMIT_MAX, default=KOC_LIMIT_DEFAULT, help_text=_("How many members to list.")
-    )
-
-
-class TrendQuerySerializer(ReportQuerySerializer):
-    metric = serializers.ChoiceField(choices=list(metrics.TREND_METRICS), default="revenue")
-    grain = serializers.ChoiceField(
-        choices=["month", "week", "day"],
-        required=False,
-        help_text=_("Bucket size; default: day for up to 62 days, week for up to 366 days, else month."),
-    )
-
-    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        attrs = super().validate(attrs)
-        if not attrs.get("grain"):
-            days = (attrs["date_to"] - attrs["date_from"]).days + 1
-            attrs["grain"] = "day" if days <= 62 else "week" if days <= 366 else "month"
-        return attrs
-
-
-class DrilldownQuerySerializer(ReportQuerySerializer):
-    """Which contacts: ``metric`` and, for a funnel step, a cohort cell or an RFM layer, the parameter
-    that names it. The cohort of a cell is ``month``; ``cohort`` stays the shared acquisition-month filter."""
-
-    metric = serializers.ChoiceField(choices=list(metrics.DRILLDOWN_METRICS))
-    step = serializers.ChoiceField(
-        choices=list(metrics.FUNNEL_STEPS), required=False, help_text=_("Funnel step (metric=funnel).")
-    )
-    month = MonthField(
-        required=False, allow_blank=True, help_text=_("The cohort (YYYY-MM) of a retention cell (metric=cohort).")
-    )
-    offset = serializers.IntegerField(
-        min_value=0,
-        max_value=metrics.MAX_COHORT_MONTHS - 1,
-        required=False,
-        allow_null=True,
-        help_text=_("Month of the cohort (0 = the cohort's own month); without it, the whole cohort."),
-    )
-    by = serializers.ChoiceField(choices=["acquisition", "first_purchase"], default="acquisition")
-    view = serializers.ChoiceField(choices=["purchase", "engagement"], default="purchase")
-    layer = serializers.ChoiceField(
-        choices=[*Layer.values, UNSCORED],
-        required=False,
-        help_text=_("RFM layer (metric=rfm); unscored = the contacts not scored yet."),
-    )
-
-    _REQUIRED = {"funnel": "step", "cohort": "month", "rfm": "layer"}
-
-    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        attrs = super().validate(attrs)
-        needed = self._REQUIRED.get(attrs["metric"])
-        if needed and not attrs.get(needed):
-            raise serializers.ValidationError({needed: _("This drill-down needs this parameter.")})
-        return attrs
-
-    def drilldown_kwargs(self) -> dict[str, Any]:
-        data = self.validated_data
-        layer = data.get("layer") or None
-        return {
-            "metric": data["metric"],
-            "step": data.get("step") or None,
-            "cohort": data.get("month") or None,
-            "offset": data.get("offset"),
-            "by": data["by"],
-            "view": data["view"],
-            "layer": None if layer == UNSCORED else layer,
-        }
-
-
-# --- Output: the reports ----------------------------------------------------------------------------
+# --- The reports ------------------------------------------------------------------------------------
 
 
 def money_field(**kwargs: Any) -> serializers.DecimalField:
@@ -344,6 +94,14 @@ class KpisReportSerializer(PeriodSerializer):
     kpis = KpisSerializer()
 
 
+@extend_schema_field({"type": "string", "pattern": MONTH_PATTERN, "example": "2025-03"})
+class MonthField(serializers.Field):
+    """A calendar month (a date) written as ``YYYY-MM``."""
+
+    def to_representation(self, value: Any) -> str:
+        return f"{value:%Y-%m}"
+
+
 class CohortRowSerializer(serializers.Serializer):
     month = MonthField(help_text=_("The cohort (YYYY-MM)."))
     size = serializers.IntegerField()
@@ -354,11 +112,6 @@ class CohortRowSerializer(serializers.Serializer):
     cells = serializers.ListField(
         child=serializers.FloatField(allow_null=True), help_text=_("counts / size; null after the end of the period.")
     )
-
-    def to_representation(self, instance: metrics.CohortRow) -> dict[str, Any]:
-        data = super().to_representation(instance)
-        data["month"] = f"{instance.month:%Y-%m}"
-        return data
 
 
 class CohortReportSerializer(PeriodSerializer):

@@ -1,8 +1,8 @@
 """The analytics API: one GET view per report under /api/v1/analytics/.
 
-Each view validates the query string with its input serializer (the shared period and filters plus the
-report's options), calls one ``analytics.metrics`` service with ``Filters(user=request.user)`` and returns
-the result through an output serializer — or, with ``?format=csv``, the report's table from
+Each view validates the query string with its report's form (``analytics.forms``, the same the report
+page uses: the shared period and filters plus the report's options), calls one ``analytics.metrics``
+service with ``Filters(user=request.user)`` and returns the result through an output serializer — or, with ``?format=csv``, the report's table from
 ``analytics.exports`` as a CSV download. Only users with ``analytics.view_reports`` may call them
 (managers, admins, integrators; operators get 403, anonymous callers 401). Errors, CSV requests
 included, have the project's one JSON error shape (``scrm.api``).
@@ -26,11 +26,12 @@ from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
-from analytics import exports, metrics
+from analytics import exports, forms, metrics
 from contacts.api.serializers import ContactSerializer
 from contacts.models import Tag
 
 from . import serializers as s
+from .parameters import query_parameters, validated
 from .renderers import CSVRenderer
 
 REPORTS_PERMISSION = "analytics.view_reports"
@@ -65,12 +66,13 @@ ERRORS = {
 }
 
 
-def report_schema(*, summary: str, query: type[s.ReportQuerySerializer], response: Any, description: str = ""):
-    """``extend_schema`` of a report: its query parameters, its JSON body, its CSV and the errors."""
+def report_schema(*, summary: str, query: type[forms.ReportFilterForm], response: Any, description: str = ""):
+    """``extend_schema`` of a report: its query parameters (the fields of its form), its JSON body, its
+    CSV and the errors."""
     return extend_schema(
         summary=summary,
         description=description,
-        parameters=[query, FORMAT_PARAMETER],
+        parameters=[*query_parameters(query), FORMAT_PARAMETER],
         responses={
             (200, "application/json"): response,
             (200, "text/csv"): OpenApiResponse(OpenApiTypes.STR, description="The report's table as CSV."),
@@ -85,11 +87,11 @@ def _period(data: dict[str, Any]) -> dict[str, Any]:
 
 
 class ReportView(APIView):
-    """A report: the query serializer checks the query string; ``get`` builds the report and answers it
-    as JSON or, when CSV was asked for, as a download named ``<report>-<date_from>-<date_to>.csv``."""
+    """A report: its form (``parameters``) checks the query string; ``get`` builds the report and answers
+    it as JSON or, when CSV was asked for, as a download named ``<report>-<date_from>-<date_to>.csv``."""
 
     report: ClassVar[str]
-    query_serializer: ClassVar[type[s.ReportQuerySerializer]] = s.ReportQuerySerializer
+    parameters: ClassVar[type[forms.ReportFilterForm]] = forms.ReportFilterForm
     permission_classes = [CanViewReports]
     renderer_classes = [*api_settings.DEFAULT_RENDERER_CLASSES, CSVRenderer]
 
@@ -102,19 +104,17 @@ class ReportView(APIView):
                 return header
         return None
 
-    def query(self, request) -> s.ReportQuerySerializer:
-        serializer = self.query_serializer(data=request.query_params, context={"request": request, "view": self})
-        serializer.is_valid(raise_exception=True)
-        return serializer
+    def query(self, request) -> forms.ReportFilterForm:
+        return validated(self.parameters, request)
 
     def wants_csv(self, request) -> bool:
         return isinstance(getattr(request, "accepted_renderer", None), CSVRenderer)
 
-    def filename(self, query: s.ReportQuerySerializer) -> str:
-        data = query.validated_data
+    def filename(self, query: forms.ReportFilterForm) -> str:
+        data = query.cleaned_data
         return f"{self.report}-{data['date_from']:%Y-%m-%d}-{data['date_to']:%Y-%m-%d}.csv"
 
-    def respond(self, request, query: s.ReportQuerySerializer, build_json, build_csv) -> Response:
+    def respond(self, request, query: forms.ReportFilterForm, build_json, build_csv) -> Response:
         if self.wants_csv(request):
             response = Response(build_csv())
             response["Content-Disposition"] = f'attachment; filename="{self.filename(query)}"'
@@ -134,7 +134,7 @@ class OverviewView(ReportView):
 
     @report_schema(
         summary="Overview",
-        query=s.ReportQuerySerializer,
+        query=forms.ReportFilterForm,
         response=s.OverviewSerializer,
         description="KPIs, the funnel, the channel table and the 12 acquisition cohorts' paid-purchase "
         "retention, sharing queries. The CSV has the four tables one after the other.",
@@ -148,7 +148,7 @@ class OverviewView(ReportView):
             lambda: (
                 s.OverviewSerializer(
                     {
-                        **_period(query.validated_data),
+                        **_period(query.cleaned_data),
                         "kpis": result.kpis,
                         "funnel": result.funnel.total,
                         "channels": result.channels,
@@ -165,7 +165,7 @@ class KpisView(ReportView):
 
     @report_schema(
         summary="KPIs",
-        query=s.ReportQuerySerializer,
+        query=forms.ReportFilterForm,
         response=s.KpisReportSerializer,
         description="Leads, new customers, spend, CPL, CAC, revenue, orders, buyers, AOV, historical CLV, ROI, "
         "LTV:CAC, repurchase rate and K-factor of the period.",
@@ -176,25 +176,25 @@ class KpisView(ReportView):
         return self.respond(
             request,
             query,
-            lambda: s.KpisReportSerializer({**_period(query.validated_data), "kpis": result}).data,
+            lambda: s.KpisReportSerializer({**_period(query.cleaned_data), "kpis": result}).data,
             lambda: exports.kpis_table(result),
         )
 
 
 class CohortsView(ReportView):
     report = "cohorts"
-    query_serializer = s.CohortQuerySerializer
+    parameters = forms.CohortForm
 
     @report_schema(
         summary="Cohort retention",
-        query=s.CohortQuerySerializer,
+        query=forms.CohortForm,
         response=s.CohortReportSerializer,
         description="The retention matrix of the `months` cohorts ending with the month of date_to, as of the "
         "end of the period (date_from only matters through the cohort filter).",
     )
     def get(self, request):
         query = self.query(request)
-        data = query.validated_data
+        data = query.cleaned_data
         rows = metrics.cohort_retention(query.filters(), by=data["by"], view=data["view"], months=data["months"])
         return self.respond(
             request,
@@ -210,18 +210,18 @@ class CohortsView(ReportView):
 
 class FunnelView(ReportView):
     report = "funnel"
-    query_serializer = s.FunnelQuerySerializer
+    parameters = forms.FunnelForm
 
     @report_schema(
         summary="Funnel",
-        query=s.FunnelQuerySerializer,
+        query=forms.FunnelForm,
         response=s.FunnelReportSerializer,
         description="The strictly nested funnel of the leads of the period (facts to date), in total and, "
         "with group_by, per acquisition channel or acquisition month.",
     )
     def get(self, request):
         query = self.query(request)
-        data = query.validated_data
+        data = query.cleaned_data
         group_by = data.get("group_by") or None
         result = metrics.funnel(query.filters(), group_by=group_by)
         groups = [
@@ -250,7 +250,7 @@ class ChannelsView(ReportView):
 
     @report_schema(
         summary="Channel table",
-        query=s.ReportQuerySerializer,
+        query=forms.ReportFilterForm,
         response=s.ChannelReportSerializer,
         description="Per acquisition channel, and a row for the contacts without a channel (channel_id null): "
         "spend, leads, new customers, CPL, CAC, R, CLV, ROI, LTV:CAC.",
@@ -261,18 +261,18 @@ class ChannelsView(ReportView):
         return self.respond(
             request,
             query,
-            lambda: s.ChannelReportSerializer({**_period(query.validated_data), "rows": rows}).data,
+            lambda: s.ChannelReportSerializer({**_period(query.cleaned_data), "rows": rows}).data,
             lambda: exports.channels_table(rows),
         )
 
 
 class DecompositionView(ReportView):
     report = "decomposition"
-    query_serializer = s.DecompositionQuerySerializer
+    parameters = forms.DecompositionForm
 
     @report_schema(
         summary="Sales decomposition",
-        query=s.DecompositionQuerySerializer,
+        query=forms.DecompositionForm,
         response=s.DecompositionReportSerializer,
         description="Sales = retained users × fission × conversion × AOV × repurchase for period A "
         "(compare_from … compare_to) and period B (date_from … date_to), with each factor's change and LMDI "
@@ -280,12 +280,10 @@ class DecompositionView(ReportView):
     )
     def get(self, request):
         query = self.query(request)
-        data = query.validated_data
+        data = query.cleaned_data
         period_a = (data["compare_from"], data["compare_to"])
         period_b = (data["date_from"], data["date_to"])
-        result = metrics.sales_decomposition(
-            period_a=query.filters(date_from=period_a[0], date_to=period_a[1]), period_b=query.filters()
-        )
+        result = metrics.sales_decomposition(period_a=query.compare_filters(), period_b=query.filters())
 
         def period(values: metrics.DecompositionPeriod, dates: tuple) -> dict[str, Any]:
             return {"date_from": dates[0], "date_to": dates[1], **dataclasses.asdict(values)}
@@ -312,7 +310,7 @@ class LayersView(ReportView):
 
     @report_schema(
         summary="RFM layers",
-        query=s.ReportQuerySerializer,
+        query=forms.ReportFilterForm,
         response=s.LayerReportSerializer,
         description="Per stored RFM layer (as of the last scores refresh) of the filtered contacts: contacts, "
         "revenue to date, average spend and revenue in the period. Layer null: not scored yet.",
@@ -323,7 +321,7 @@ class LayersView(ReportView):
         return self.respond(
             request,
             query,
-            lambda: s.LayerReportSerializer({**_period(query.validated_data), "rows": rows}).data,
+            lambda: s.LayerReportSerializer({**_period(query.cleaned_data), "rows": rows}).data,
             lambda: exports.layers_table(rows),
         )
 
@@ -333,7 +331,7 @@ class CommunitiesView(ReportView):
 
     @report_schema(
         summary="Community health",
-        query=s.ReportQuerySerializer,
+        query=forms.ReportFilterForm,
         response=s.CommunityReportSerializer,
         description="Per community: members at the end of the period, joins, leaves, active members in the "
         "7 and 30 days ending date_to, activity rate, members who bought in the period, conversion, revenue.",
@@ -344,25 +342,25 @@ class CommunitiesView(ReportView):
         return self.respond(
             request,
             query,
-            lambda: s.CommunityReportSerializer({**_period(query.validated_data), "rows": rows}).data,
+            lambda: s.CommunityReportSerializer({**_period(query.cleaned_data), "rows": rows}).data,
             lambda: exports.communities_table(rows),
         )
 
 
 class KocView(ReportView):
     report = "koc"
-    query_serializer = s.KocQuerySerializer
+    parameters = forms.KocForm
 
     @report_schema(
         summary="KOC ranking",
-        query=s.KocQuerySerializer,
+        query=forms.KocForm,
         response=s.KocReportSerializer,
         description="The current members of one community ranked by live contacts referred, then by paid "
         "spend to date. The period and the other filters do not apply (the period only names the CSV file).",
     )
     def get(self, request):
         query = self.query(request)
-        data = query.validated_data
+        data = query.cleaned_data
         rows = metrics.koc_ranking(user=request.user, community_id=data["community"].pk, limit=data["limit"])
         return self.respond(
             request,
@@ -376,17 +374,17 @@ class KocView(ReportView):
 
 class TrendView(ReportView):
     report = "trend"
-    query_serializer = s.TrendQuerySerializer
+    parameters = forms.TrendForm
 
     @report_schema(
         summary="Trend",
-        query=s.TrendQuerySerializer,
+        query=forms.TrendForm,
         response=s.TrendReportSerializer,
         description="One metric per month, week (from Monday) or day of the period, every bucket present.",
     )
     def get(self, request):
         query = self.query(request)
-        data = query.validated_data
+        data = query.cleaned_data
         points = metrics.trend(query.filters(), metric=data["metric"], grain=data["grain"])
         return self.respond(
             request,
@@ -404,7 +402,7 @@ class DrilldownView(ReportView, generics.GenericAPIView):
     """The contacts behind a number, as a paginated contact list (the contacts API's representation)."""
 
     report = "drilldown"
-    query_serializer = s.DrilldownQuerySerializer
+    parameters = forms.DrillDownForm
     serializer_class = ContactSerializer
     filter_backends = [OrderingFilter]
     ordering_fields = ["acquired_at", "last_purchase_at", "total_spent", "purchase_count", "name", "id"]
@@ -412,7 +410,7 @@ class DrilldownView(ReportView, generics.GenericAPIView):
 
     @report_schema(
         summary="Drill-down: the contacts behind a number",
-        query=s.DrilldownQuerySerializer,
+        query=forms.DrillDownForm,
         response=ContactSerializer(many=True),
         description="metric=leads|new_customers|buyers|repeat_buyers|referred_leads as in the KPIs; "
         "metric=funnel with step; metric=cohort with month (and offset, by, view for one cell); metric=rfm "
