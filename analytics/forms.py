@@ -22,6 +22,7 @@ from django import forms
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db.models import Count, Q, QuerySet
+from django.forms.models import ModelChoiceIterator
 from django.http import QueryDict
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -160,6 +161,14 @@ class MonthField(forms.CharField):
         return value
 
 
+class _Offered(ModelChoiceIterator):
+    """The choices a model choice field's list offers when they are fewer than the values it accepts."""
+
+    def __init__(self, field: forms.ModelChoiceField, queryset: QuerySet) -> None:
+        super().__init__(field)
+        self.queryset = queryset
+
+
 def _parse_day(value: str | None) -> dt.date | None:
     try:
         return dt.date.fromisoformat(value) if value else None
@@ -240,15 +249,18 @@ class ReportFilterForm(forms.Form):
     filled_in: ClassVar[tuple[str, ...]] = ("date_from", "date_to")
 
     def __init__(self, data=None, *, user, page: bool = False, **kwargs):
-        """``page``: the form of a dashboard page, whose owner list offers the staff who own contacts (the
-        API takes any user's id, like the contacts API)."""
+        """``page``: the form is shown on a dashboard page (its owner list offers the staff who own contacts)."""
         super().__init__(data, **kwargs)
         self.user = user
         self.page = page
         self.fields["channel"].queryset = Channel.objects.order_by("name", "id")
+        # Any user's id is an owner (a former colleague's contacts can still be reported on); the list on
+        # the page offers the active staff.
         owner = self.fields["owner"]
-        owner.queryset = staff_users() if page else User.objects.all()
+        owner.queryset = User.objects.all()
         owner.label_from_instance = user_label
+        if page:
+            owner.widget.choices = _Offered(owner, staff_users())
         self.fields["community"].queryset = Community.objects.visible_to(user).order_by("name", "id")
 
     # --- defaults -------------------------------------------------------------------------------

@@ -178,6 +178,16 @@ def test_bad_filters_are_shown_on_the_form_not_as_an_error_page(manager_client, 
         assert 'data-testid="report-not-ready"' in page
 
 
+def test_the_owner_list_offers_the_staff_and_the_report_takes_any_owner_like_the_api(
+    manager_client, operator, integrator, shop
+):
+    page = manager_client.get(reverse("analytics:overview"), MARCH)
+    options = re.search(r'<select name="owner"[^>]*>(.*?)</select>', page.content.decode(), re.S).group(1)
+    assert f'value="{operator.pk}"' in options and f'value="{integrator.pk}"' not in options
+    response = manager_client.get(reverse("analytics:overview"), {**MARCH, "owner": integrator.pk})
+    assert response.context["ready"], response.context["form"].errors
+
+
 def test_a_drill_down_by_a_community_the_operator_does_not_see_is_refused(operator_client, other_operator, shop):
     hidden = CommunityFactory(owner=other_operator)
     params = {"drill-metric": "leads", "drill-date_from": "2025-03-01", "drill-date_to": "2025-03-31"}
