@@ -587,11 +587,7 @@ def fit_outbox_filters(form: forms.Form, *, user) -> forms.Form:
 def fit_task_filters(form: forms.Form, *, shows_assignee: bool) -> forms.Form:
     """The follow-up tasks (``FollowUpTaskFilterSet``): open, done or all (open unless asked), and the
     assignee among the staff for those who see everyone's tasks."""
-    status_choices = [
-        (FollowUpTask.Status.OPEN, _("Open")),
-        (FollowUpTask.Status.DONE, _("Done")),
-        (TaskStatusSelect.ALL, _("All")),
-    ]
+    status_choices = [*FollowUpTask.Status.choices, (TaskStatusSelect.ALL, _("All"))]
     form.fields["status"].widget = TaskStatusSelect(choices=status_choices)
     if shows_assignee:
         staff = [("", _("Everyone")), *((user.pk, user_label(user)) for user in staff_users())]

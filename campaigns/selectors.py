@@ -2,8 +2,8 @@
 
 Who sees which row is declared on the models' QuerySets (``campaigns.models``): managers and approvers
 see every broadcast and delivery; operators see the broadcasts they wrote, the deliveries to their own
-contacts and their own follow-up tasks. A broadcast's audience is read where it is planned,
-``campaigns.sending.broadcast_audience``; a segment's contacts in ``campaigns.segments``.
+contacts and their own follow-up tasks; a broadcast reaches only the contacts its author may see
+(``broadcast_audience``). A segment's contacts are read in ``campaigns.segments``.
 """
 
 from __future__ import annotations
@@ -12,9 +12,11 @@ import datetime as dt
 
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Sum
 
-from contacts.models import Purchase
+from communities.models import Membership
+from contacts.models import Contact, Purchase
 
 from .models import Automation, Broadcast, Delivery, FollowUpTask, MessageTemplate, OutboxMessage, Segment
+from .segments import segment_q
 
 
 def broadcast_list(user) -> QuerySet[Broadcast]:
@@ -48,6 +50,27 @@ def automation_list(user) -> QuerySet[Automation]:
 
 def task_list(user) -> QuerySet[FollowUpTask]:
     return FollowUpTask.objects.visible_to(user).select_related("contact", "assignee", "automation_run__automation")
+
+
+def broadcast_audience(broadcast: Broadcast) -> QuerySet[Contact]:
+    """The live contacts a broadcast targets: its segment and/or the current members of its communities,
+    limited to the contacts its author may see (an operator's broadcast reaches only their own)."""
+    parts = []
+    if broadcast.segment_id:
+        parts.append(segment_q(broadcast.segment.rules))
+    community_ids = list(broadcast.communities.values_list("pk", flat=True))
+    if community_ids:
+        members = Membership.objects.filter(
+            contact_id=OuterRef("pk"), community_id__in=community_ids, left_at__isnull=True
+        )
+        parts.append(Q(Exists(members)))
+    contacts = Contact.objects.live().visible_to(broadcast.created_by).filter(erased_at__isnull=True)
+    if not parts:
+        return contacts.none()
+    audience = parts[0]
+    for part in parts[1:]:
+        audience |= part
+    return contacts.filter(audience)
 
 
 def broadcast_progress(broadcast: Broadcast) -> dict:

@@ -1,35 +1,27 @@
 """The broadcast send path, top to bottom, in the order a broadcast goes through it:
 
-1. **Tick** (``broadcasts_tick``, every few seconds from beat): due scheduled broadcasts become ``sending``;
-   stalled ones are revived, finished ones marked sent, lost sends handed back.
+1. **Tick** (``broadcasts_tick``, every few seconds from beat): due scheduled broadcasts start; stalled
+   ones are revived, finished ones marked sent, lost sends handed back.
 2. **Start** (``broadcast_start``): plan the broadcast once and set its senders going.
-3. **Plan** (``broadcast_plan``): one delivery row per recipient of ``broadcast_audience``, in one
-   ``INSERT … SELECT … ON CONFLICT DO NOTHING``, pending or suppressed with the reason.
-4. **Claim** (``deliveries_due``): a chunk of due pending rows, locked, and consent, opt-outs, ownership
-   and the caps checked again at that moment.
-5. **Send** (``deliveries_send`` → ``deliveries_send_chunk``): render each message, hand it to the
-   gateway, record the answer.
-6. **Finish** (``broadcast_finish_if_done``, ``deliveries_requeue_stuck``): a broadcast with nothing left is
-   sent; rows a dead worker left ``sending`` go back to pending.
+3. **Plan** (``broadcast_plan``): one delivery row per recipient (``selectors.broadcast_audience``),
+   pending or suppressed with the reason, in one ``INSERT … SELECT … ON CONFLICT DO NOTHING``.
+4. **Claim** (``deliveries_due``): a chunk of due pending rows, locked; consent, opt-outs, ownership and
+   the caps are checked again at that moment.
+5. **Send** (``deliveries_send`` → ``deliveries_send_chunk``): render, hand to the gateway, record.
+6. **Finish** (``broadcast_finish_if_done``, ``deliveries_requeue_stuck``).
 
 Automation deliveries (rows without a broadcast) are claimed and sent by the same senders.
 
-Exactly-once rests on the ``Delivery`` ledger:
+Exactly-once rests on the ``Delivery`` ledger: planning writes each (broadcast, contact) row once however
+often it runs; a chunk is claimed with ``SELECT … FOR UPDATE SKIP LOCKED`` (PostgreSQL) or under SQLite's
+write lock, and acts only on rows still ``pending``. With a transactional gateway (the outbox) the message
+is written in the transaction that marks the delivery sent: a worker killed at any point rolls both back.
+With an external gateway the claim (``sending``) is committed first, then the message goes out and the
+result is recorded; rows a killed worker leaves ``sending`` are handed back after ``STUCK_AFTER`` — the
+only window where a message could go out twice, so the gateways pass an idempotency key (delivery id).
 
-* planning is one ``INSERT … SELECT … ON CONFLICT DO NOTHING`` (unique per broadcast and contact), so it
-  can run twice and still write each row once;
-* a chunk is claimed with ``SELECT … FOR UPDATE SKIP LOCKED`` (PostgreSQL) or under SQLite's write lock,
-  and acts only on rows still ``pending``;
-* with a transactional gateway (the outbox) the message is written in the same transaction that marks
-  the delivery sent: a worker killed at any point rolls both back, and the rows are simply pending again;
-* with an external gateway the claim (``sending``) is committed first, then the message goes out and the
-  result is recorded; a worker killed in between leaves rows ``sending``, which the sweeper hands back
-  after ``STUCK_AFTER``. That window is the only place a message could go out twice; the gateways pass
-  an idempotency key (delivery id) so the receiving side can drop the repeat.
-
-Elsewhere: a broadcast's writes before it sends (create, submit, approve, cancel) are in
-``campaigns.services``; the caps and quiet hours are data read from ``campaigns.policy``; the gateways are
-in ``campaigns.gateways``.
+A broadcast's writes before it sends (create, submit, approve, cancel) are in ``campaigns.services``;
+the caps and quiet hours are read from ``campaigns.policy``.
 """
 
 from __future__ import annotations
@@ -42,15 +34,14 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection, transaction
-from django.db.models import Case, CharField, Exists, F, OuterRef, Q, QuerySet, Value, When
+from django.db.models import Case, CharField, F, Q, QuerySet, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from communities.models import Membership
 from contacts.models import Contact
 from scrm.sql import insert_select
 
-from . import content, policy
+from . import content, policy, selectors
 from .gateways import OutgoingMessage, SendResult, gateway_for
 from .models import Broadcast, Delivery, FrequencyPolicy, MessageTemplate
 
@@ -170,29 +161,6 @@ def _enqueue_senders(broadcast_id: int | None, count: int = SEND_PARALLELISM) ->
 # --- 3. Plan ---------------------------------------------------------------------------------
 
 
-def broadcast_audience(broadcast: Broadcast) -> QuerySet[Contact]:
-    """The live contacts a broadcast targets: its segment and/or the current members of its communities,
-    limited to the contacts its author may see (an operator's broadcast reaches only their own)."""
-    from .segments import segment_q
-
-    parts = []
-    if broadcast.segment_id:
-        parts.append(segment_q(broadcast.segment.rules))
-    community_ids = list(broadcast.communities.values_list("pk", flat=True))
-    if community_ids:
-        members = Membership.objects.filter(
-            contact_id=OuterRef("pk"), community_id__in=community_ids, left_at__isnull=True
-        )
-        parts.append(Q(Exists(members)))
-    contacts = Contact.objects.live().visible_to(broadcast.created_by).filter(erased_at__isnull=True)
-    if not parts:
-        return contacts.none()
-    audience = parts[0]
-    for part in parts[1:]:
-        audience |= part
-    return contacts.filter(audience)
-
-
 def _suppression_reason(*, medium: str, needs_address: bool, over_cap) -> Case:
     """The SQL expression that decides, per contact, why a delivery is suppressed ('' = send it)."""
     whens = [
@@ -219,7 +187,7 @@ def broadcast_plan(*, broadcast: Broadcast, now: dt.datetime | None = None) -> i
         over_cap = policy.over_cap_contacts(policy.cap_windows(medium=broadcast.medium, now=now))
     gateway = gateway_for(broadcast.medium)
     reason = _suppression_reason(medium=broadcast.medium, needs_address=gateway.needs_address, over_cap=over_cap)
-    rows = broadcast_audience(broadcast).annotate(
+    rows = selectors.broadcast_audience(broadcast).annotate(
         d_reason=reason,
         d_status=Case(
             When(d_reason="", then=Value(Delivery.Status.PENDING)),
@@ -272,25 +240,13 @@ class ChunkResult:
         return self
 
 
-# What a sender reads of each claimed delivery (named rows: ``row.contact_id``) and of its contact.
+# What a sender reads of each claimed delivery (named rows: ``row.contact_id``), and of its contact: what
+# the checks, the placeholders and the addresses need.
 _CLAIMED_FIELDS = ("id", "contact_id", "medium", "template_id", "is_marketing", "attempts", "broadcast_id")
 _CONTACT_FIELDS = (
-    "id",
-    "name",
-    "region",
-    "city",
-    "first_purchase_at",
-    "marketing_consent",
-    "opted_out_at",
-    "erased_at",
-    "merged_into_id",
-    "phone",
-    "email",
-    "wecom_external_userid",
-    "wechat_unionid",
-    "owner__username",
-    "owner__first_name",
-    "owner__last_name",
+    *("id", "erased_at", "merged_into_id", "marketing_consent", "opted_out_at"),
+    *("name", "region", "city", "first_purchase_at", "owner__username", "owner__first_name", "owner__last_name"),
+    *("phone", "email", "wecom_external_userid", "wechat_unionid"),
 )
 
 

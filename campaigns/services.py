@@ -31,7 +31,7 @@ from django.utils.translation import gettext as _
 from communities.models import Community
 from contacts.models import Contact
 
-from . import content, sending
+from . import content, selectors
 from .models import Broadcast, Delivery, FollowUpTask, FrequencyCap, FrequencyPolicy, Medium, MessageTemplate, Segment
 from .segments import segment_rules_validate
 
@@ -375,7 +375,7 @@ def broadcast_submit(*, broadcast: Broadcast, user, scheduled_at: dt.datetime | 
             )
         when = scheduled_at or broadcast.scheduled_at or now
         _check_time(when, now=now)
-        if not sending.broadcast_audience(broadcast).exists():
+        if not selectors.broadcast_audience(broadcast).exists():
             raise ValidationError(
                 {"audience": [_("The audience is empty: no contact matches the segment or communities.")]}
             )

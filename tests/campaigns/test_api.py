@@ -412,7 +412,7 @@ def test_an_operators_community_broadcast_reaches_only_their_own_contacts(
     pk = operator_api.post(
         "/api/v1/broadcasts/", _broadcast_payload(template, None, communities=[community.pk])
     ).json()["id"]
-    from campaigns.sending import broadcast_audience
+    from campaigns.selectors import broadcast_audience
 
     assert list(broadcast_audience(Broadcast.objects.get(pk=pk))) == [mine]
 
