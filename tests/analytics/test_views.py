@@ -139,6 +139,27 @@ def test_reports_are_in_the_navigation_of_managers_not_of_operators(manager_clie
 # --- The filter form ------------------------------------------------------------------------------
 
 
+#: (page, query string, the field at fault): the page and the analytics API share the forms, and refuse alike.
+BAD_FILTERS = [
+    ("overview", {"date_from": "2025-03-31", "date_to": "2025-03-01"}, "date_to"),
+    ("overview", {"date_from": "2025-02-30", "date_to": "2025-03-31"}, "date_from"),
+    ("overview", {**MARCH, "cohort": "2025-13"}, "cohort"),
+    ("overview", {**MARCH, "channel": "999999"}, "channel"),
+    ("overview", {"date_from": "1900-01-01", "date_to": "2025-03-31"}, "date_from"),
+    ("overview", {"date_from": "2000-01-01", "date_to": "2025-03-31"}, "date_from"),
+    ("channels", {"date_from": "2025-03-01", "date_to": "9999-12-31"}, "date_to"),
+    ("cohorts", {**MARCH, "months": "40"}, "months"),
+    ("cohorts", {**MARCH, "view": "clicks"}, "view"),
+    ("funnel", {**MARCH, "group_by": "owner"}, "group_by"),
+    ("trend", {**MARCH, "metric": "profit"}, "metric"),
+    ("trend", {**MARCH, "grain": "year"}, "grain"),
+    ("decomposition", {**MARCH, "compare_from": "2025-02-01"}, "compare_to"),
+    ("decomposition", {**MARCH, "compare_from": "2025-02-10", "compare_to": "2025-02-01"}, "compare_to"),
+    ("koc", {"community": "999999"}, "community"),
+    ("koc", {"limit": "0"}, "limit"),
+]
+
+
 def test_the_period_defaults_to_the_last_30_days(manager_client):
     response = manager_client.get(reverse("analytics:overview"))
     today = timezone.localdate()
@@ -147,27 +168,7 @@ def test_the_period_defaults_to_the_last_30_days(manager_client):
     assert f'value="{today - dt.timedelta(days=29):%Y-%m-%d}"' in response.content.decode()
 
 
-@pytest.mark.parametrize(
-    ("name", "params", "field"),
-    [
-        ("overview", {"date_from": "2025-03-31", "date_to": "2025-03-01"}, "date_to"),
-        ("overview", {"date_from": "2025-02-30", "date_to": "2025-03-31"}, "date_from"),
-        ("overview", {**MARCH, "cohort": "2025-13"}, "cohort"),
-        ("overview", {**MARCH, "channel": "999999"}, "channel"),
-        ("overview", {"date_from": "1900-01-01", "date_to": "2025-03-31"}, "date_from"),
-        ("overview", {"date_from": "2000-01-01", "date_to": "2025-03-31"}, "date_from"),
-        ("channels", {"date_from": "2025-03-01", "date_to": "9999-12-31"}, "date_to"),
-        ("cohorts", {**MARCH, "months": "40"}, "months"),
-        ("cohorts", {**MARCH, "view": "clicks"}, "view"),
-        ("funnel", {**MARCH, "group_by": "owner"}, "group_by"),
-        ("trend", {**MARCH, "metric": "profit"}, "metric"),
-        ("trend", {**MARCH, "grain": "year"}, "grain"),
-        ("decomposition", {**MARCH, "compare_from": "2025-02-01"}, "compare_to"),
-        ("decomposition", {**MARCH, "compare_from": "2025-02-10", "compare_to": "2025-02-01"}, "compare_to"),
-        ("koc", {"community": "999999"}, "community"),
-        ("koc", {"limit": "0"}, "limit"),
-    ],
-)
+@pytest.mark.parametrize(("name", "params", "field"), BAD_FILTERS)
 def test_bad_filters_are_shown_on_the_form_not_as_an_error_page(manager_client, shop, name, params, field):
     response = manager_client.get(reverse(f"analytics:{name}"), params)
     assert response.status_code == 200
@@ -176,6 +177,13 @@ def test_bad_filters_are_shown_on_the_form_not_as_an_error_page(manager_client, 
     assert f"field field-{field} has-error" in page
     if name != "koc" or field != "community":
         assert 'data-testid="report-not-ready"' in page
+
+
+@pytest.mark.parametrize(("name", "params", "field"), BAD_FILTERS)
+def test_the_api_refuses_what_the_page_refuses_naming_the_same_field(manager_api, shop, name, params, field):
+    response = manager_api.get(f"/api/v1/analytics/{name}/", params)
+    assert response.status_code == 400
+    assert field in {error["field"] for error in response.json()["errors"]}
 
 
 def test_the_owner_list_offers_the_staff_and_the_report_takes_any_owner_like_the_api(
