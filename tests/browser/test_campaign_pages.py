@@ -10,7 +10,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from campaigns import services
+from campaigns import sending
 from campaigns.models import Broadcast, FrequencyPolicy, MessageTemplate, OutboxMessage, Segment
 from contacts.models import ContactTag
 from scrm import roles
@@ -87,11 +87,11 @@ def test_manager_schedules_a_broadcast_now_and_watches_it_sent(login, manager, i
     expect(page.get_by_test_id("broadcast-percent")).to_have_text("0.0%")
 
     # Beat's tick finds it due; the page, polling, shows it sending.
-    services.broadcasts_tick()
+    sending.broadcasts_tick()
     expect(live).to_have_attribute("data-status", "sending")
     # A worker plans the deliveries and the senders send them.
-    services.broadcast_start(broadcast_id=broadcast.pk)
-    while services.deliveries_send(broadcast_id=broadcast.pk)["more"]:
+    sending.broadcast_start(broadcast_id=broadcast.pk)
+    while sending.deliveries_send(broadcast_id=broadcast.pk)["more"]:
         pass
 
     expect(live).to_have_attribute("data-status", "sent")
