@@ -57,6 +57,7 @@ INSTALLED_APPS = [
     "communities",
     "campaigns",
     "analytics",
+    "demo",
     # Last, so its post_migrate hook (role groups) runs after every app's permissions exist.
     "scrm",
 ]

@@ -1,7 +1,7 @@
 """``manage.py seed_demo --contacts N``: fill an empty database with a realistic demo brand.
 
 ``make run`` calls it with ``--contacts 2000 --if-empty`` on every start; CI with 300; the benchmark in
-``bench/seed_demo.py`` with a million. The logic lives in ``contacts/demo.py``.
+``bench/seed_demo.py`` with a million. The logic lives in ``demo/seed.py``.
 """
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import time
 
 from django.core.management.base import BaseCommand, CommandError
 
-from campaigns.demo import campaigns_demo_seed
-from contacts.demo import STAFF, demo_data_seed, demo_staff_ensure, demo_vacuum
 from contacts.models import Contact
+from demo.seed import demo_seed
+from demo.staff import STAFF
 
 
 class Command(BaseCommand):
@@ -55,20 +55,13 @@ class Command(BaseCommand):
             "per contact"
         )
         started = time.perf_counter()
-        result = demo_data_seed(
+        result = demo_seed(
             contacts=options["contacts"],
             seed=options["seed"],
             purchases_per_contact=options["purchases_per_contact"],
             touchpoints_per_contact=options["touchpoints_per_contact"],
             log=self.stdout.write,
         )
-        staff = demo_staff_ensure()
-        campaign_rows = campaigns_demo_seed(manager=staff["manager"], operator=staff["operator"])
-        result.rows.update({f"campaigns: {name}": count for name, count in campaign_rows.items()})
-        vacuum_started = time.perf_counter()
-        demo_vacuum()
-        if time.perf_counter() - vacuum_started > 0.05:
-            self.stdout.write(f"  {'vacuum contacts':<34} {time.perf_counter() - vacuum_started:8.1f} s")
         total = time.perf_counter() - started
 
         self.stdout.write("Rows:")
@@ -78,7 +71,7 @@ class Command(BaseCommand):
             self.stdout.write(
                 self.style.WARNING(
                     f"  {result.stage_corrections:,} stages corrected by stage_expression(): "
-                    "contacts/demo.py's stage hint is out of date"
+                    "demo/people.py's stage hint is out of date"
                 )
             )
         self.stdout.write(self.style.SUCCESS(f"Done in {total:.1f} s."))

@@ -269,7 +269,7 @@ SCHEMA_QUERY = """
 
 @pytest.mark.postgres
 def test_on_postgres_the_bulk_load_leaves_indexes_and_foreign_keys_as_they_were():
-    from contacts.demo import BULK_TABLES
+    from demo.tables import BULK_TABLES
 
     def schema():
         with connection.cursor() as cursor:

@@ -9,9 +9,9 @@ import datetime as dt
 from django.db import transaction
 from django.utils import timezone
 
-from .automations import automation_create
-from .models import Automation, Broadcast, MessageTemplate, Segment
-from .segments import segment_rules_validate
+from campaigns.automations import automation_create
+from campaigns.models import Automation, Broadcast, MessageTemplate, Segment
+from campaigns.segments import segment_rules_validate
 
 TEMPLATES = (
     # name, category, kind, body, is_service
