@@ -269,16 +269,9 @@ class _ContactImporter(_Importer):
 
     def write(self, rows):
         batch = self._lookup(rows)
-        moved_away = _(
-            "Line %(line)s of this file moved this value away from another contact; import this row separately."
-        )
         for line, v in rows:
+            problems = self._moved_away(batch, v) if batch.released or self.released else None
             target = None
-            problems = [
-                (name, moved_away % {"line": mover})
-                for name in _KEY_FIELDS
-                if name in v and (mover := batch.released.get((name, v[name])) or self.released.get((name, v[name])))
-            ]
             if not problems:
                 target, problems = self._resolve(batch, v)
             if problems:
@@ -290,6 +283,17 @@ class _ContactImporter(_Importer):
         ids = self._store(batch)
         batch.result.commit = lambda: self._remember(batch, ids)
         return batch.result
+
+    def _moved_away(self, batch: _ContactBatch, v: dict) -> list[tuple[str, str]]:
+        """A key an earlier line of the file moved away from a contact: that row must come separately."""
+        problems = []
+        for name in _KEY_FIELDS:
+            if name in v and (mover := batch.released.get((name, v[name])) or self.released.get((name, v[name]))):
+                message = _(
+                    "Line %(line)s of this file moved this value away from another contact; import this row separately."
+                )
+                problems.append((name, message % {"line": mover}))
+        return problems
 
     def _lookup(self, rows: list[tuple[int, dict]]) -> _ContactBatch:
         """The stored contacts the rows name, indexed by each key, and their tags when rows add tags."""
