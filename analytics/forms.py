@@ -28,8 +28,9 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from communities.models import Community
-from contacts.forms import staff_users, user_label
+from contacts.forms import user_label
 from contacts.models import Channel, Contact
+from contacts.selectors import staff_users
 
 from . import metrics
 from .models import Layer

@@ -163,7 +163,7 @@ def main() -> None:
     try:
         time.sleep(3)
         started = time.perf_counter()
-        services.broadcasts_tick()
+        sending.broadcasts_tick()
         while True:
             time.sleep(0.5)
             status = Broadcast.objects.values_list("status", flat=True).get(pk=broadcast.pk)
@@ -172,7 +172,7 @@ def main() -> None:
             if time.perf_counter() - started > 3600:
                 sys.exit("the broadcast did not finish within an hour")
             if int(time.perf_counter() - started) % 30 == 0:
-                services.broadcasts_tick()  # what beat would do
+                sending.broadcasts_tick()  # what beat would do
         elapsed = time.perf_counter() - started
     finally:
         os.killpg(worker.pid, signal.SIGTERM)

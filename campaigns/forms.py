@@ -19,8 +19,9 @@ from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from communities.models import Community
-from contacts.forms import staff_users, tag_choices_by_group, user_label
+from contacts.forms import tag_choices_by_group, user_label
 from contacts.models import Contact, Product, Tag
+from contacts.selectors import staff_users
 
 from . import selectors
 from .models import Automation, Broadcast, FollowUpTask, FrequencyCap, Medium, MessageTemplate, Segment

@@ -35,9 +35,6 @@ from . import content, selectors
 from .models import Broadcast, Delivery, FollowUpTask, FrequencyCap, FrequencyPolicy, Medium, MessageTemplate, Segment
 from .segments import segment_rules_validate
 
-# The send path moved to ``campaigns.sending``; bench/ and tests/browser/ still call these from here.
-from .sending import broadcast_start, broadcasts_tick, deliveries_send  # noqa: F401
-
 User = get_user_model()
 
 # Broadcasts past the draft stage and not sent yet: their audience and their template's variables were

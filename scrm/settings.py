@@ -290,7 +290,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "analytics.tasks.cohort_rollup_refresh_nightly",
         "schedule": crontab(hour=0, minute=20),
     },
-    "analytics-scores-refresh": {"task": "analytics.tasks.scores_refresh_nightly", "schedule": crontab(hour=2, minute=0)},
+    "analytics-scores-refresh": {
+        "task": "analytics.tasks.scores_refresh_nightly",
+        "schedule": crontab(hour=2, minute=0),
+    },
     # Starts due broadcasts, revives stalled senders, finishes sent broadcasts.
     "campaigns-broadcasts-tick": {"task": "campaigns.tasks.broadcasts_tick", "schedule": 10.0},
     # Finds new trigger events (sign-ups, orders, birthdays, repurchase due ...) and runs due SOP steps.

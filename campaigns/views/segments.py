@@ -14,8 +14,9 @@ from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 
 from communities.models import Community
-from contacts.forms import staff_users, user_label
+from contacts.forms import user_label
 from contacts.models import Channel, Tag
+from contacts.selectors import staff_users
 
 from .. import segments, selectors, services
 from ..forms import SegmentCountForm, SegmentForm, attach_service_errors

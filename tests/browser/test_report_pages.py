@@ -8,7 +8,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from contacts.demo import demo_data_seed
+from demo.seed import demo_data_seed
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
