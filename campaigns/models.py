@@ -370,6 +370,8 @@ class Delivery(models.Model):
     automation_run = models.OneToOneField(
         AutomationRun, on_delete=models.CASCADE, null=True, blank=True, related_name="delivery"
     )
+    # A WeCom welcome message (欢迎语): the WelcomeCode of the add it answers, usable once.
+    welcome_code = models.CharField(max_length=128, null=True, blank=True, unique=True)
     contact = models.ForeignKey("contacts.Contact", on_delete=models.CASCADE, related_name="deliveries")
     medium = models.CharField(max_length=20, choices=Medium.choices)
     template = models.ForeignKey(MessageTemplate, on_delete=models.PROTECT, related_name="+")
@@ -400,7 +402,8 @@ class Delivery(models.Model):
                 name="delivery_once_per_broadcast",
             ),
             models.CheckConstraint(
-                condition=Q(broadcast__isnull=False) | Q(automation_run__isnull=False), name="delivery_has_source"
+                condition=Q(broadcast__isnull=False) | Q(automation_run__isnull=False) | Q(welcome_code__isnull=False),
+                name="delivery_has_source",
             ),
         ]
         indexes = [

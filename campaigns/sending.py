@@ -251,9 +251,9 @@ _CONTACT_FIELDS = (
 
 
 def deliveries_due(*, broadcast_id: int | None, now: dt.datetime) -> QuerySet[Delivery]:
-    """The pending deliveries of one broadcast (of the automations when ``broadcast_id`` is None) that may
+    """The pending deliveries of one broadcast (of the automation runs when ``broadcast_id`` is None) that may
     go out at ``now``: not deferred past it (quiet hours, a retry's backoff)."""
-    source = Q(broadcast_id=broadcast_id) if broadcast_id else Q(broadcast__isnull=True)
+    source = Q(broadcast_id=broadcast_id) if broadcast_id else Q(automation_run__isnull=False)
     return Delivery.objects.filter(source, status=Delivery.Status.PENDING).filter(
         Q(not_before__isnull=True) | Q(not_before__lte=now)
     )
@@ -576,6 +576,10 @@ def deliveries_requeue_stuck(*, now: dt.datetime | None = None) -> int:
     pending. Harmless when run twice at once (a conditional update)."""
     now = now or timezone.now()
     stuck = Delivery.objects.filter(status=Delivery.Status.SENDING, claimed_at__lt=now - STUCK_AFTER)
+    # A welcome message (欢迎语) is accepted by WeCom only within 20 s of the add: a lost one is failed, not retried.
+    stuck.filter(welcome_code__isnull=False).update(
+        status=Delivery.Status.FAILED, error="the worker was lost during the send and WeCom's welcome window has passed"
+    )
     # A message that keeps killing its worker (or never gets an answer) stops being retried.
     stuck.filter(attempts__gte=MAX_ATTEMPTS).update(
         status=Delivery.Status.FAILED, error="the worker was lost during the send, too many times"

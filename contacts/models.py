@@ -297,6 +297,7 @@ class ContactTag(models.Model):
         API = "api", _("API")
         AUTOMATION = "automation", _("Automation")
         MERGE = "merge", _("Merge")
+        WECOM = "wecom", _("WeCom")
 
     contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="tag_links")
     tag = models.ForeignKey(Tag, on_delete=models.CASCADE, related_name="contact_links")
@@ -335,6 +336,9 @@ class Touchpoint(models.Model):
         MESSAGE_IN = "message_in", _("Message received")
         MESSAGE_OUT = "message_out", _("Message sent")
         ADD_FRIEND = "add_friend", _("Added as friend")
+        # WeCom: the customer deleted the staff member (流失) / the staff member deleted the customer.
+        DELETE_FRIEND = "delete_friend", _("Deleted the staff member")
+        REMOVED = "removed", _("Removed by staff")
         JOIN_GROUP = "join_group", _("Joined group")
         LEAVE_GROUP = "leave_group", _("Left group")
         LIKE = "like", _("Like")

@@ -57,6 +57,7 @@ INSTALLED_APPS = [
     "communities",
     "campaigns",
     "analytics",
+    "wecom",
     "demo",
     # Last, so its post_migrate hook (role groups) runs after every app's permissions exist.
     "scrm",
@@ -262,6 +263,17 @@ SCRM_GATEWAY_TIMEOUT = env.float("SCRM_GATEWAY_TIMEOUT", default=10.0)
 WECOM_API_BASE = env.str("WECOM_API_BASE", default="https://qyapi.weixin.qq.com/cgi-bin")
 WECOM_CORP_ID = env.str("WECOM_CORP_ID", default="")
 WECOM_CORP_SECRET = env.str("WECOM_CORP_SECRET", default="")
+# The callback (接收事件服务器): the Token and EncodingAESKey set in WeCom's admin console for the
+# customer contact app. Never logged or shown.
+WECOM_CALLBACK_TOKEN = env.str("WECOM_CALLBACK_TOKEN", default="")
+WECOM_ENCODING_AES_KEY = env.str("WECOM_ENCODING_AES_KEY", default="")
+# True when WECOM_API_BASE is the local stand-in (`manage.py wecom_standin`): the pages say it is a
+# simulation and offer "simulate a customer scanning this code".
+WECOM_SIMULATION = env.bool("WECOM_SIMULATION", default=False)
+# Celery queue of the callback processing and welcome messages (欢迎语): WeCom takes a welcome only
+# within 20 s of the add, so it must not wait behind broadcast work on the default queue.
+WECOM_QUEUE = "wecom"
+CELERY_TASK_ROUTES = {"wecom.tasks.callback_process": {"queue": WECOM_QUEUE}}
 SCRM_WEBHOOK_URL = env.str("SCRM_WEBHOOK_URL", default="")
 SCRM_WEBHOOK_SECRET = env.str("SCRM_WEBHOOK_SECRET", default="")
 EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.smtp.EmailBackend")

@@ -20,6 +20,7 @@ urlpatterns = [
     path("communities/", include("communities.urls")),
     path("reports/", include("analytics.urls")),
     path("campaigns/", include("campaigns.urls")),
+    path("wecom/", include("wecom.urls")),
     path("", RedirectView.as_view(pattern_name="contacts:list", permanent=False), name="home"),
 ]
 

@@ -1,0 +1,147 @@
+"""The callback inbox: verify, store, answer; then process once, in Celery, after commit.
+
+``callback_receive`` is all the endpoint does inside WeCom's 5-second limit: check the signature and the
+timestamp, decrypt, parse, and store the message as one ``CallbackEvent`` row keyed by a hash of the
+decrypted message (WeCom's retries and any replay are the same row). ``callback_event_claim`` hands a
+row to exactly one worker (a conditional update); ``callback_events_sweep`` gives rows whose worker
+died back to the queue.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+from dataclasses import dataclass
+from xml.etree import ElementTree
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from .crypto import CallbackRejected, WeComCrypto
+from .models import CallbackEvent
+
+logger = logging.getLogger(__name__)
+
+MAX_BODY = 64 * 1024  # WeCom's callbacks are a few hundred bytes
+MAX_ATTEMPTS = 5
+# A row "processing" for longer than this lost its worker (a callback is processed in well under a second).
+STUCK_AFTER = dt.timedelta(minutes=2)
+
+
+def crypto_from_settings() -> WeComCrypto | None:
+    """The crypto of the configured callback, or None when the token, key or corp id is missing."""
+    if not (settings.WECOM_CALLBACK_TOKEN and settings.WECOM_ENCODING_AES_KEY and settings.WECOM_CORP_ID):
+        return None
+    return WeComCrypto(
+        token=settings.WECOM_CALLBACK_TOKEN,
+        encoding_aes_key=settings.WECOM_ENCODING_AES_KEY,
+        receive_id=settings.WECOM_CORP_ID,
+    )
+
+
+def xml_fields(text: str | bytes) -> dict[str, str]:
+    """The child elements of a flat WeCom XML document as a dict. Refuses DTDs and entities (no expansion
+    attacks) and anything that is not one ``<xml>`` element."""
+    head = text[:4096].lower() if isinstance(text, bytes) else text[:4096].lower().encode()
+    if b"<!doctype" in head or b"<!entity" in head:
+        raise CallbackRejected("bad_xml", "DTDs and entities are not accepted")
+    try:
+        root = ElementTree.fromstring(text)
+    except ElementTree.ParseError:
+        raise CallbackRejected("bad_xml", "the body is not well-formed XML") from None
+    if root.tag != "xml":
+        raise CallbackRejected("bad_xml", "the root element is not <xml>")
+    return {child.tag: (child.text or "").strip() for child in root}
+
+
+@dataclass(frozen=True)
+class Received:
+    event: CallbackEvent
+    created: bool
+
+
+def callback_url_check(*, crypto: WeComCrypto, params) -> str:
+    """The GET that WeCom sends when the URL is saved in its console: the decrypted echostr to answer."""
+    echostr = params.get("echostr", "")
+    crypto.verify(
+        signature=params.get("msg_signature", ""),
+        timestamp=params.get("timestamp", ""),
+        nonce=params.get("nonce", ""),
+        ciphertext=echostr,
+    )
+    return crypto.decrypt(echostr)
+
+
+def callback_receive(*, crypto: WeComCrypto, params, body: bytes) -> Received:
+    """Verify and store one POSTed callback. Raises ``CallbackRejected`` (nothing written) when it is not
+    WeCom's or not for us."""
+    if len(body) > MAX_BODY:
+        raise CallbackRejected("too_large", f"the body is larger than {MAX_BODY} bytes")
+    ciphertext = xml_fields(body).get("Encrypt", "")
+    crypto.verify(
+        signature=params.get("msg_signature", ""),
+        timestamp=params.get("timestamp", ""),
+        nonce=params.get("nonce", ""),
+        ciphertext=ciphertext,
+    )
+    message = crypto.decrypt(ciphertext)
+    fields = xml_fields(message)
+    event_at = None
+    if fields.get("CreateTime", "").isdigit():
+        event_at = dt.datetime.fromtimestamp(int(fields["CreateTime"]), tz=dt.UTC)
+    key = hashlib.sha256(message.encode()).hexdigest()
+    with transaction.atomic():
+        event, created = CallbackEvent.objects.get_or_create(
+            key=key,
+            defaults={
+                "event": fields.get("Event", "")[:64],
+                "change_type": fields.get("ChangeType", "")[:64],
+                "payload": fields,
+                "message": message,
+                "event_at": event_at,
+            },
+        )
+        if created:
+            transaction.on_commit(lambda: _enqueue(event.pk))
+    return Received(event, created)
+
+
+def _enqueue(event_id: int) -> None:
+    from .tasks import callback_process
+
+    try:
+        callback_process.delay(event_id)
+    except Exception:  # the broker being down must not lose the event: the sweeper picks the row up
+        logger.warning("could not enqueue WeCom callback %s; the sweeper will", event_id, exc_info=True)
+
+
+def callback_event_claim(*, event_id: int, now: dt.datetime | None = None) -> bool:
+    """Take a pending row for processing; False when another worker has it or it is finished."""
+    now = now or timezone.now()
+    return bool(
+        CallbackEvent.objects.filter(pk=event_id, status=CallbackEvent.Status.PENDING).update(
+            status=CallbackEvent.Status.PROCESSING, claimed_at=now, attempts=F("attempts") + 1
+        )
+    )
+
+
+def callback_events_sweep(*, now: dt.datetime | None = None) -> int:
+    """Re-queue rows whose processing died (still ``processing`` after ``STUCK_AFTER``) and pending rows
+    that were never enqueued or whose task was lost. Rows that failed ``MAX_ATTEMPTS`` times stay failed."""
+    now = now or timezone.now()
+    stuck = CallbackEvent.objects.filter(status=CallbackEvent.Status.PROCESSING, claimed_at__lt=now - STUCK_AFTER)
+    stuck.filter(attempts__gte=MAX_ATTEMPTS).update(
+        status=CallbackEvent.Status.FAILED, error="the worker was lost while processing it, too many times"
+    )
+    stuck.update(status=CallbackEvent.Status.PENDING)
+    due = list(
+        CallbackEvent.objects.filter(status=CallbackEvent.Status.PENDING)
+        .filter(Q(claimed_at__isnull=True, received_at__lt=now - dt.timedelta(seconds=30)) | Q(claimed_at__lt=now))
+        .values_list("pk", flat=True)[:1000]
+    )
+    for pk in due:
+        _enqueue(pk)
+    return len(due)
