@@ -7,6 +7,11 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 DEMO_CONTACTS ?= 2000
 CHROMIUM ?= /usr/bin/chromium
+# Without WECOM_CORP_ID, `make run` talks to the local WeCom stand-in (a simulation, said so on every WeCom page).
+WECOM_STANDIN_PORT ?= 8001
+WECOM_SIMULATION_ENV = WECOM_SIMULATION=1 WECOM_API_BASE=http://127.0.0.1:$(WECOM_STANDIN_PORT)/cgi-bin \
+  WECOM_CORP_ID=ww-simulation WECOM_CORP_SECRET=simulation-secret WECOM_CALLBACK_TOKEN=simulation-token \
+  WECOM_ENCODING_AES_KEY=c2ltdWxhdGlvbi1rZXktZm9yLXRoZS1zdGFuZC1pbi0
 
 .PHONY: run test install browser lint format messages bench clean
 
@@ -30,9 +35,16 @@ run: install
 	@echo "  Stop with Ctrl-C."
 	@echo ""
 	@trap 'kill 0' INT TERM EXIT; \
-	  DEBUG=$${DEBUG:-1} $(BIN)/celery -A scrm worker --loglevel=INFO --concurrency=2 & \
-	  DEBUG=$${DEBUG:-1} $(BIN)/celery -A scrm beat --loglevel=INFO & \
-	  DEBUG=$${DEBUG:-1} $(MANAGE) runserver $(HOST):$(PORT)
+	  export DEBUG=$${DEBUG:-1}; \
+	  if [ -z "$$WECOM_CORP_ID" ]; then \
+	    echo "  WeCom:               simulated by the local stand-in on port $(WECOM_STANDIN_PORT) (set WECOM_* for a real corp)"; \
+	    export $(WECOM_SIMULATION_ENV); \
+	    $(MANAGE) wecom_standin --port $(WECOM_STANDIN_PORT) & \
+	  fi; \
+	  $(BIN)/celery -A scrm worker --loglevel=INFO --concurrency=2 -Q default,wecom -n default@%h & \
+	  $(BIN)/celery -A scrm worker --loglevel=INFO --concurrency=1 -Q wecom -n wecom@%h & \
+	  $(BIN)/celery -A scrm beat --loglevel=INFO & \
+	  $(MANAGE) runserver $(HOST):$(PORT)
 
 ## make test: the whole suite. SQLite by default; PostgreSQL/Redis when DATABASE_URL/REDIS_URL are set.
 test: install browser

@@ -306,6 +306,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "analytics.tasks.scores_refresh_nightly",
         "schedule": crontab(hour=2, minute=0),
     },
+    # WeCom callbacks whose processing died, or that were stored while the broker was down.
+    "wecom-callbacks-sweep": {"task": "wecom.tasks.callback_events_sweep", "schedule": 60.0},
+    # The nightly full sync of WeCom customers, follows and corp tags (resumes a run that died).
+    "wecom-sync-nightly": {"task": "wecom.tasks.sync_run", "schedule": crontab(hour=3, minute=30)},
     # Starts due broadcasts, revives stalled senders, finishes sent broadcasts.
     "campaigns-broadcasts-tick": {"task": "campaigns.tasks.broadcasts_tick", "schedule": 10.0},
     # Finds new trigger events (sign-ups, orders, birthdays, repurchase due ...) and runs due SOP steps.

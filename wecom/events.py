@@ -30,7 +30,7 @@ from contacts.models import Contact, ContactTag, Touchpoint
 from contacts.phones import normalize_phone
 
 from .client import WeComClient, WeComError
-from .inbox import MAX_ATTEMPTS, callback_event_claim
+from .inbox import MAX_ATTEMPTS, callback_event_claim, callback_event_still_ours
 from .livecodes import live_code_users_refresh
 from .models import CallbackEvent, FollowRelationship, LiveCode, StaffAccount
 
@@ -42,6 +42,10 @@ DELETE_EVENTS = {
     "del_external_contact": FollowRelationship.EndedBy.STAFF,
     "del_follow_user": FollowRelationship.EndedBy.CUSTOMER,
 }
+
+
+class _Superseded(Exception):
+    """The sweeper gave the row to another worker while this one was slow: leave it to that one."""
 
 
 @dataclass
@@ -58,9 +62,9 @@ def callback_process(*, event_id: int, client: WeComClient | None = None) -> str
 
     WeCom being busy (or the network failing) puts the row back to pending for a retry; an id WeCom no
     longer knows ends it as ``ignored`` with the reason; any other error fails it with the message."""
-    if not callback_event_claim(event_id=event_id):
+    event = callback_event_claim(event_id=event_id)
+    if event is None:
         return "skipped"
-    event = CallbackEvent.objects.get(pk=event_id)
     handler = _handler(event)
     if handler is None:
         _finish(event, CallbackEvent.Status.IGNORED, f"not an event we act on: {event.event}/{event.change_type}")
@@ -68,8 +72,12 @@ def callback_process(*, event_id: int, client: WeComClient | None = None) -> str
     client = client or WeComClient()
     try:
         with transaction.atomic():
+            if not callback_event_still_ours(event):
+                raise _Superseded
             outcome = handler(event, client)
             _finish(event, CallbackEvent.Status.DONE, outcome.note)
+    except _Superseded:
+        return "skipped"
     except WeComError as exc:
         if exc.kind == "invalid":
             _finish(event, CallbackEvent.Status.IGNORED, f"WeCom: {exc}")

@@ -118,13 +118,24 @@ def _enqueue(event_id: int) -> None:
         logger.warning("could not enqueue WeCom callback %s; the sweeper will", event_id, exc_info=True)
 
 
-def callback_event_claim(*, event_id: int, now: dt.datetime | None = None) -> bool:
-    """Take a pending row for processing; False when another worker has it or it is finished."""
+def callback_event_claim(*, event_id: int, now: dt.datetime | None = None) -> CallbackEvent | None:
+    """Take a pending row for processing: the row as claimed, or None when another worker has it or it is
+    finished."""
     now = now or timezone.now()
-    return bool(
-        CallbackEvent.objects.filter(pk=event_id, status=CallbackEvent.Status.PENDING).update(
-            status=CallbackEvent.Status.PROCESSING, claimed_at=now, attempts=F("attempts") + 1
-        )
+    claimed = CallbackEvent.objects.filter(pk=event_id, status=CallbackEvent.Status.PENDING).update(
+        status=CallbackEvent.Status.PROCESSING, claimed_at=now, attempts=F("attempts") + 1
+    )
+    return CallbackEvent.objects.get(pk=event_id) if claimed else None
+
+
+def callback_event_still_ours(event: CallbackEvent) -> bool:
+    """Inside the processing transaction: lock the row and check that the sweeper has not handed it to
+    another worker meanwhile. The lock is held until commit, so the sweeper cannot take it back between
+    this check and the ``done`` mark."""
+    return (
+        CallbackEvent.objects.select_for_update()
+        .filter(pk=event.pk, status=CallbackEvent.Status.PROCESSING, attempts=event.attempts)
+        .exists()
     )
 
 

@@ -269,3 +269,24 @@ def test_a_member_at_their_daily_cap_is_taken_off_the_code_for_the_backup(client
     client.customer("wmA", follows=[{"userid": "manager"}])
     process(add(state="lcDOUYIN"), client)
     assert client.way_updates == [("cfg-1", {"user": ["backup"]})]
+
+
+def test_a_row_the_sweeper_gave_to_another_worker_is_left_to_that_worker(client, staff, monkeypatch):
+    from wecom import inbox
+
+    client.customer("wmA", follows=[{"userid": "manager"}])
+    ev = add()
+    slow = inbox.callback_event_claim(event_id=ev.pk)
+    # The sweeper decides the slow worker died and hands the row out again; a second worker claims it.
+    CallbackEvent.objects.filter(pk=ev.pk).update(status="pending")
+    assert process(ev, client) == "done"
+    # The slow worker wakes up: its claim is stale, so the handler does not run again.
+    monkeypatch.setattr(events, "callback_event_claim", lambda event_id: slow)
+
+    def ran_twice(*args):
+        raise AssertionError("the handler ran on a row another worker had finished")
+
+    monkeypatch.setattr(events, "contact_added", ran_twice)
+    assert process(ev, client) == "skipped"
+    ev.refresh_from_db()
+    assert ev.status == "done"
