@@ -22,7 +22,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from campaigns.models import MessageTemplate
-from contacts.models import Channel, ChannelSpend, Contact, Tag
+from contacts.models import Channel, ChannelSpend, Tag
 
 from .client import WeComClient, WeComError
 from .models import FollowRelationship, LiveCode, LiveCodeStaff, StaffAccount
@@ -273,8 +273,7 @@ def live_code_figures(*, live_codes, user) -> dict[int, LiveCodeFigures]:
     when the channel has no spend recorded, never 0). One query per figure
     family, whatever the number of codes; the contacts counted are those ``user`` may see."""
     ids = [c.pk for c in live_codes]
-    visible = Contact.objects.visibility_q(user, "contact__")
-    follows = FollowRelationship.objects.filter(visible, live_code_id__in=ids)
+    follows = FollowRelationship.objects.visible_to(user).filter(live_code_id__in=ids)
     week = dt.timedelta(days=7)
     rows = follows.values("live_code_id").annotate(
         adds=Count("id"),

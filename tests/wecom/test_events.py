@@ -290,3 +290,22 @@ def test_a_row_the_sweeper_gave_to_another_worker_is_left_to_that_worker(client,
     assert process(ev, client) == "skipped"
     ev.refresh_from_db()
     assert ev.status == "done"
+
+
+def test_follow_flows_count_adds_losses_and_net_adds_per_day_and_channel(client, staff, live_code, manager, operator):
+    from wecom.reports import follow_flows
+
+    day = dt.datetime.fromtimestamp(NOW, tz=dt.UTC)
+    for ext in ("wm1", "wm2", "wm3"):
+        client.customer(ext, follows=[{"userid": "manager", "createtime": NOW}])
+        process(add(ext=ext, at=NOW, state="lcDOUYIN"), client)
+    process(event("del_follow_user", at=NOW + 10, UserID="manager", ExternalUserID="wm1"), client)
+    process(event("del_external_contact", at=NOW + 20, UserID="manager", ExternalUserID="wm2"), client)
+    from analytics.metrics.scope import business_timezone
+
+    local_day = day.astimezone(business_timezone()).date()
+    rows = follow_flows(user=manager, start=local_day - dt.timedelta(days=1), end=local_day + dt.timedelta(days=1))
+    assert [(r["label"], r["adds"], r["lost"], r["removed"], r["net"]) for r in rows] == [("抖音", 3, 1, 1, 1)]
+    by_code = follow_flows(user=manager, start=local_day, end=local_day, by="live_code")
+    assert by_code[0]["label"] == "抖音直播间"
+    assert follow_flows(user=operator, start=local_day, end=local_day) == []  # not their contacts
