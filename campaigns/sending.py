@@ -247,6 +247,8 @@ _CONTACT_FIELDS = (
     *("id", "erased_at", "merged_into_id", "marketing_consent", "opted_out_at"),
     *("name", "region", "city", "first_purchase_at", "owner__username", "owner__first_name", "owner__last_name"),
     *("phone", "email", "wecom_external_userid", "wechat_unionid"),
+    # The WeCom member who sends for the owner (the staff mapping, never assumed to be the username).
+    "owner__wecom_account__userid",
 )
 
 
@@ -481,7 +483,7 @@ def _render(accepted: list, contacts: dict[int, dict]) -> list[OutgoingMessage]:
                 subject=content.template_render(template.subject, values=values) if template.subject else "",
                 body=content.template_render(template.body, values=values),
                 address=(contact.get(ADDRESS_FIELDS.get(row.medium, "")) or "") if row.medium in ADDRESS_FIELDS else "",
-                sender=contact["owner__username"] or "",
+                sender=contact["owner__wecom_account__userid"] or "",
             )
         )
     return messages

@@ -23,6 +23,7 @@ from scrm.exceptions import ConflictError
 
 from .models import Channel, Contact, ContactTag, Product, Purchase, PurchaseItem, Tag, Touchpoint
 from .phones import normalize_phone
+from .signals import contact_tags_changed
 
 User = get_user_model()
 
@@ -325,13 +326,26 @@ def contacts_tag(
                 ]
                 ContactTag.objects.bulk_create(links, ignore_conflicts=True)
                 created += len(links)
+        if created:
+            _tags_changed(contact_ids=ids, added=[t.pk for t in tags], removed=[], source=source)
     return created
 
 
 def contacts_untag(*, contact_ids: Iterable[int], tags: Sequence[Tag]) -> int:
     """Remove ``tags`` from the contacts; return how many links went."""
-    deleted, _detail = ContactTag.objects.filter(contact_id__in=list(contact_ids), tag__in=list(tags)).delete()
+    ids, tags = list(contact_ids), list(tags)
+    deleted, _detail = ContactTag.objects.filter(contact_id__in=ids, tag__in=tags).delete()
+    if deleted:
+        _tags_changed(contact_ids=ids, added=[], removed=[t.pk for t in tags], source="")
     return deleted
+
+
+def _tags_changed(*, contact_ids: list[int], added: list[int], removed: list[int], source: str) -> None:
+    transaction.on_commit(
+        lambda: contact_tags_changed.send(
+            sender=ContactTag, contact_ids=contact_ids, added_tag_ids=added, removed_tag_ids=removed, source=source
+        )
+    )
 
 
 def _visible_contact_ids(actor: User, contact_ids: Iterable[int]) -> list[int]:

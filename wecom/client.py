@@ -83,6 +83,19 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+class _RedactSecrets(logging.Filter):
+    """urllib3 logs every URL at DEBUG, query string included: the token and the secret travel there."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "access_token=" in message or "corpsecret=" in message:
+            record.msg, record.args = _redact(message), ()
+        return True
+
+
+logging.getLogger("urllib3.connectionpool").addFilter(_RedactSecrets())
+
+
 def kind_of(errcode: int) -> str:
     if errcode in BUSY_ERRORS:
         return "busy"
@@ -377,7 +390,9 @@ class WeComClient:
 
     def corp_tag_delete(self, tag_ids: list[str] | None = None, group_ids: list[str] | None = None) -> None:
         self.call(
-            "POST", "externalcontact/del_corp_tag", body={"tag_id": list(tag_ids or []), "group_id": list(group_ids or [])}
+            "POST",
+            "externalcontact/del_corp_tag",
+            body={"tag_id": list(tag_ids or []), "group_id": list(group_ids or [])},
         )
 
     def tags_mark(

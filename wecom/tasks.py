@@ -19,3 +19,35 @@ def callback_process(event_id: int) -> str:
 @shared_task
 def callback_events_sweep() -> int:
     return inbox.callback_events_sweep()
+
+
+@shared_task
+def sync_run(run_id: int | None = None) -> str:
+    """Start a full sync (or resume the running one) and carry it to the end. One at a time: a second task
+    while one is at work returns at once (the lock expires should its worker die; the run then resumes
+    from its last committed page)."""
+    from django.core.cache import cache
+
+    from .models import SyncRun
+    from .sync import sync_run_continue, sync_run_start
+
+    run = SyncRun.objects.filter(pk=run_id).first() if run_id else None
+    run = run or sync_run_start()
+    lock = f"scrm:wecom:sync:{run.pk}"
+    if not cache.add(lock, 1, timeout=3600):
+        return "already running"
+    try:
+        return sync_run_continue(run=run).status
+    finally:
+        cache.delete(lock)
+
+
+@shared_task(autoretry_for=(Exception,), retry_backoff=10, max_retries=5)
+def tags_push(contact_ids: list[int], add_tag_ids: list[int], remove_tag_ids: list[int]) -> dict:
+    """Mark tags chosen here on the customers in WeCom (safe to repeat: mark_tag is idempotent)."""
+    from .sync_tags import tags_push as push
+
+    outcome = push(contact_ids=contact_ids, add_tag_ids=add_tag_ids, remove_tag_ids=remove_tag_ids)
+    if outcome["failed"]:
+        raise RuntimeError(f"mark_tag failed for {len(outcome['failed'])} follows; retrying")
+    return {"marked": outcome["marked"], "skipped": len(outcome["skipped"])}

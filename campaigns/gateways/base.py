@@ -46,7 +46,7 @@ class OutgoingMessage:
     # wecom/group: contact.wecom_external_userid; email: contact.email; sms: contact.phone;
     # official_account: contact.wechat_unionid ("" if none)
     address: str
-    sender: str  # the owning staff member's WeCom userid (the owner's username); "" if none
+    sender: str  # the owner's WeCom userid (their wecom.StaffAccount); "" if the owner has none
 
 
 @dataclass(frozen=True)
