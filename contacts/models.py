@@ -348,8 +348,9 @@ class Touchpoint(models.Model):
         CLICK = "click", _("Click")
         VISIT = "visit", _("Visit")
 
-    # Kinds that are our own outreach, not the contact engaging with us.
-    OUTBOUND_KINDS = (Kind.MESSAGE_OUT,)
+    # Kinds that are not the contact engaging with us: our own outreach, and the end of a WeCom friendship
+    # (by either side). They never make a contact "engaged" nor count as an interaction.
+    OUTBOUND_KINDS = (Kind.MESSAGE_OUT, Kind.DELETE_FRIEND, Kind.REMOVED)
 
     contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="touchpoints")
     medium = models.CharField(_("medium"), max_length=20, choices=Medium.choices)

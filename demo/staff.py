@@ -10,6 +10,7 @@ from django.contrib.auth.hashers import make_password
 from django.contrib.auth.models import Group
 
 from scrm import roles
+from wecom.models import StaffAccount
 
 User = get_user_model()
 
@@ -59,6 +60,11 @@ def demo_staff_ensure() -> dict[str, User]:
                 is_superuser=member.superuser,
             )
         user.groups.add(Group.objects.get_or_create(name=member.role)[0])
+        if member.role in (roles.MANAGER, roles.OPERATOR):
+            # Their WeCom accounts (the simulated corp of `make run` knows them by these userids).
+            StaffAccount.objects.get_or_create(
+                userid=member.username, defaults={"user": user, "name": member.first_name}
+            )
         users[member.username] = user
     return users
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
+from contacts.models import Touchpoint
+
 from .vocabulary import CAMPAIGNS, DAY, TOUCH_KINDS, M, T
 
 if TYPE_CHECKING:
@@ -92,7 +94,7 @@ def add_touchpoints(c: Chunk, p: Person) -> None:
                 )
             )
             tid += 1
-            if kind != T.MESSAGE_OUT and (last_in is None or t > last_in):
+            if kind not in Touchpoint.OUTBOUND_KINDS and (last_in is None or t > last_in):
                 last_in = t
     c.tid = tid
     p.last_in = last_in

@@ -33,7 +33,7 @@ from tests.factories import UserFactory
 TZ = zoneinfo.ZoneInfo(settings.TIME_ZONE)
 FIRST_DAY = dt.date(2024, 10, 1)
 LAST_DAY = dt.date(2025, 12, 31)
-INBOUND_KINDS = [k for k in Touchpoint.Kind.values if k != Touchpoint.Kind.MESSAGE_OUT]
+INBOUND_KINDS = [k for k in Touchpoint.Kind.values if k not in Touchpoint.OUTBOUND_KINDS]
 
 
 @dataclass

@@ -115,7 +115,7 @@ class Rows:
     def inbound_by_contact(self) -> dict[int, list[dt.datetime]]:
         grouped = defaultdict(list)
         for t in self.touchpoints:
-            if t["kind"] != "message_out":
+            if t["kind"] not in ("message_out", "delete_friend", "removed"):  # not the contact engaging
                 grouped[t["contact_id"]].append(t["occurred_at"])
         return grouped
 

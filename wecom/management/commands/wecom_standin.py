@@ -27,6 +27,13 @@ class Command(BaseCommand):
         parser.add_argument("--seed-customers", type=int, default=0, help="also seed this many customers")
         parser.add_argument("--busy-every", type=int, default=0, help="every Nth API call answers 45009")
 
+    @staticmethod
+    def _staff() -> list[str]:
+        """The WeCom members this project knows (the demo's staff after ``seed_demo``), else two."""
+        from wecom.models import StaffAccount
+
+        return list(StaffAccount.objects.values_list("userid", flat=True)) or ["manager", "operator"]
+
     def handle(self, *args, **options):
         if not settings.WECOM_CORP_ID or not settings.WECOM_CORP_SECRET:
             raise CommandError("Set WECOM_CORP_ID and WECOM_CORP_SECRET (any values) for the stand-in to accept.")
@@ -36,7 +43,7 @@ class Command(BaseCommand):
             token=settings.WECOM_CALLBACK_TOKEN,
             encoding_aes_key=settings.WECOM_ENCODING_AES_KEY,
             busy_every=options["busy_every"],
-            staff=options["staff"] if options["staff"] is not None else ["manager", "operator"],
+            staff=options["staff"] if options["staff"] is not None else self._staff(),
         )
         if options["seed_customers"]:
             standin.seed(staff=len(standin.staff), customers=options["seed_customers"])
