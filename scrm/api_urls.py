@@ -9,6 +9,7 @@ from analytics.api import views as analytics_views
 from campaigns.api.urls import router as campaigns_router
 from communities.api.views import CommunityViewSet, MembershipViewSet
 from contacts.api import views as contact_views
+from wecom.api.urls import router as wecom_router
 
 router = DefaultRouter()
 router.register("contacts", contact_views.ContactViewSet, basename="contact")
@@ -25,6 +26,8 @@ router.register("memberships", MembershipViewSet, basename="membership")
 
 # Campaigns have their own router (it serves the singleton frequency-policy/ without an id).
 urlpatterns = router.urls + campaigns_router.urls
+# WeCom (企业微信): live codes, follow relationships, the callback inbox, sync runs, staff accounts.
+urlpatterns += wecom_router.urls
 
 # Analytics reports (GET only; ?format=csv for the tables): analytics/api/views.py.
 urlpatterns += [

@@ -17,6 +17,10 @@ NAVIGATION = [
     ("campaigns:broadcast_list", _("Campaigns"), "campaigns.view_broadcast"),
     ("campaigns:task_list", _("My tasks"), "campaigns.view_followuptask"),
     ("analytics:overview", _("Reports"), "analytics.view_reports"),
+    # WeCom: managers get the whole section (live codes and the connection), operators its live codes.
+    # An entry whose page an earlier entry already links to is left out.
+    ("wecom:live_code_list", _("WeCom"), "wecom.view_callbackevent"),
+    ("wecom:live_code_list", _("Live codes"), "wecom.view_livecode"),
 ]
 
 ROLE_LABELS = {
@@ -38,6 +42,8 @@ def navigation(request):
     for url_name, label, perm in NAVIGATION:
         if perm is None or user.has_perm(perm):
             url = reverse(url_name)
+            if any(item["url"] == url for item in items):
+                continue
             items.append({"url": url, "label": label, "active": request.path.startswith(url)})
     # The longest matching prefix wins, so /contacts/import/ highlights "Import", not "Contacts" too.
     active = [item for item in items if item["active"]]

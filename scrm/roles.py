@@ -19,6 +19,7 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
         "communities.*",
         "campaigns.*",
         "analytics.*",
+        "wecom.*",
         "auth.*",
         "authtoken.*",
         "django_celery_beat.*",
@@ -28,6 +29,8 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
         "communities.*",
         "campaigns.*",
         "analytics.*",
+        # WeCom: live codes, staff accounts, the callback inbox and sync runs (add_syncrun starts a sync).
+        "wecom.*",
         "auth.view_user",
         "django_celery_beat.view_periodictask",
     ),
@@ -72,6 +75,9 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
         "campaigns.view_followuptask",
         "campaigns.add_followuptask",
         "campaigns.change_followuptask",
+        # WeCom: the live codes (read), and the follow relationships of their own contacts.
+        "wecom.view_livecode",
+        "wecom.view_followrelationship",
         "auth.view_user",
     ),
     INTEGRATOR: (
@@ -112,6 +118,10 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
         "campaigns.view_delivery",
         "campaigns.view_automation",
         "campaigns.view_followuptask",
+        "wecom.view_livecode",
+        "wecom.view_followrelationship",
+        "wecom.view_staffaccount",
+        "wecom.view_syncrun",
         "auth.view_user",
     ),
 }

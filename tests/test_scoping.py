@@ -43,10 +43,21 @@ from contacts.models import (
 )
 from scrm.api_urls import router as core_router
 from scrm.querysets import RestrictedQuerySet
+from wecom.api.urls import router as wecom_router
+from wecom.models import (
+    CallbackEvent,
+    CorpTagGroupLink,
+    CorpTagLink,
+    FollowRelationship,
+    LiveCode,
+    LiveCodeStaff,
+    StaffAccount,
+    SyncRun,
+)
 
 pytestmark = pytest.mark.django_db
 
-APPS = ("contacts", "communities", "campaigns", "analytics")
+APPS = ("contacts", "communities", "campaigns", "analytics", "wecom")
 
 # Reference data and definitions every staff member reads and uses (what they *reach* is scoped).
 SHARED = {
@@ -61,6 +72,19 @@ SHARED = {
     FrequencyCap,
     Automation,
     ClvFit,
+    # WeCom: the members, the live codes and their pools, the corp tag links (what a code *brings* is
+    # scoped: its follow relationships and figures count the contacts the user may see).
+    StaffAccount,
+    LiveCode,
+    LiveCodeStaff,
+    CorpTagGroupLink,
+    CorpTagLink,
+}
+
+# Not owned by anyone, and not for operators at all: the permission keeps them out (pages and API 403).
+MANAGER_ONLY = {
+    CallbackEvent: "wecom.view_callbackevent",
+    SyncRun: "wecom.view_syncrun",
 }
 
 
@@ -74,7 +98,18 @@ def shared_rows(db):
     automation = Automation.objects.create(
         name="首购感谢", trigger=Automation._meta.get_field("trigger").choices[0][0], template=template
     )
-    return {"tag": tag, "product": product, "segment": segment, "template": template, "automation": automation}
+    staff_account = StaffAccount.objects.create(userid="li", name="李娜")
+    live_code = LiveCode.objects.create(name="门店活码", channel=Channel.objects.create(name="门店"), state="lc-shared")
+    LiveCodeStaff.objects.create(live_code=live_code, staff=staff_account)
+    return {
+        "tag": tag,
+        "product": product,
+        "segment": segment,
+        "template": template,
+        "automation": automation,
+        "staff_account": staff_account,
+        "live_code": live_code,
+    }
 
 
 def _book(owner, label: str, shared: dict) -> None:
@@ -109,6 +144,13 @@ def _book(owner, label: str, shared: dict) -> None:
         contacts=1,
         refreshed_at=now,
     )
+    FollowRelationship.objects.create(
+        contact=contact,
+        staff=shared["staff_account"],
+        external_userid=f"wm-{label}",
+        live_code=shared["live_code"],
+        added_at=now,
+    )
 
 
 def _models():
@@ -136,6 +178,9 @@ def test_every_model_declares_who_may_see_its_rows(books, operator):
         if model in SHARED:
             assert model.objects.sees_all(operator), f"{model.__name__} is listed as shared"
             continue
+        if model in MANAGER_ONLY:
+            assert not operator.has_perm(MANAGER_ONLY[model]), f"{model.__name__} is listed as manager-only"
+            continue
         assert theirs[model], f"{model.__name__}: add one row of it to _book() or list it as SHARED"
         visible = set(model.objects.visible_to(operator).values_list("pk", flat=True))
         assert not visible & theirs[model], f"{model.__name__}: an operator sees another operator's rows"
@@ -151,7 +196,7 @@ def test_anonymous_users_see_nothing(books):
 
 
 def _registrations():
-    for prefix, viewset, _basename in [*core_router.registry, *campaigns_router.registry]:
+    for prefix, viewset, _basename in [*core_router.registry, *campaigns_router.registry, *wecom_router.registry]:
         serializer = viewset(action="retrieve", kwargs={}).get_serializer_class()
         yield prefix, serializer.Meta.model
 
@@ -187,6 +232,7 @@ def test_every_api_list_and_detail_hides_the_other_operators_rows(books, operato
         "broadcasts",
         "deliveries",
         "tasks",
+        "wecom/follows",
     }
 
 
@@ -204,6 +250,7 @@ def test_every_dashboard_page_hides_the_other_operators_rows(books, operator_cli
         "campaigns:broadcast_list",
         "campaigns:outbox",
         "campaigns:task_list",
+        "wecom:live_code_list",
     ):
         page = operator_client.get(reverse(name))
         assert page.status_code == 200, name
@@ -223,3 +270,7 @@ def test_every_dashboard_page_hides_the_other_operators_rows(books, operator_cli
         for pk in theirs[model]:
             response = operator_client.get(reverse(name, args=[pk]))
             assert response.status_code == 404, f"{name} {pk} answered {response.status_code}"
+    # A live code is shared; the adds it lists are the operator's own.
+    live_code = LiveCode.objects.get()
+    text = operator_client.get(reverse("wecom:live_code_detail", args=[live_code.pk])).content.decode()
+    assert "AAA-" in text and "BBB-" not in text, "a live code's page shows another operator's adds"

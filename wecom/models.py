@@ -11,6 +11,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from contacts.models import SEE_ALL_CONTACTS
 from scrm.querysets import RestrictedQuerySet
@@ -186,7 +187,7 @@ class CallbackEvent(models.Model):
     replay one row."""
 
     class Status(models.TextChoices):
-        PENDING = "pending", _("Pending")
+        PENDING = "pending", pgettext_lazy("callback", "Pending")
         PROCESSING = "processing", _("Processing")
         DONE = "done", _("Done")
         FAILED = "failed", _("Failed")
