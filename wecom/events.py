@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -38,10 +40,23 @@ logger = logging.getLogger(__name__)
 
 GENDERS = {1: Contact.Gender.MALE, 2: Contact.Gender.FEMALE}
 ADD_EVENTS = ("add_external_contact", "add_half_external_contact")
+WELCOME_WINDOW = dt.timedelta(seconds=20)  # WeCom takes a welcome only this long after the add
 DELETE_EVENTS = {
     "del_external_contact": FollowRelationship.EndedBy.STAFF,
     "del_follow_user": FollowRelationship.EndedBy.CUSTOMER,
 }
+
+
+_clients = threading.local()
+
+
+def worker_client() -> WeComClient:
+    """One client per worker thread, kept between tasks: its HTTP connections to WeCom and its token are
+    reused instead of being set up again for every event."""
+    key = (settings.WECOM_API_BASE, settings.WECOM_CORP_ID, settings.WECOM_CORP_SECRET)
+    if getattr(_clients, "key", None) != key:
+        _clients.client, _clients.key = WeComClient(), key
+    return _clients.client
 
 
 class _Superseded(Exception):
@@ -69,7 +84,7 @@ def callback_process(*, event_id: int, client: WeComClient | None = None) -> str
     if handler is None:
         _finish(event, CallbackEvent.Status.IGNORED, f"not an event we act on: {event.event}/{event.change_type}")
         return CallbackEvent.Status.IGNORED
-    client = client or WeComClient()
+    client = client or worker_client()
     try:
         with transaction.atomic():
             if not callback_event_still_ours(event):
@@ -127,7 +142,9 @@ def _event_time(event: CallbackEvent) -> dt.datetime:
 def staff_for(userid: str) -> StaffAccount:
     """The account of a WeCom userid; an unknown member gets one (without a Django user) so nothing is
     lost, and shows on the connection page as unmapped."""
-    staff, _created = StaffAccount.objects.get_or_create(userid=userid[:64])
+    staff = StaffAccount.objects.select_related("user").filter(userid=userid[:64]).first()
+    if staff is None:
+        staff, _created = StaffAccount.objects.get_or_create(userid=userid[:64])
     return staff
 
 
@@ -209,10 +226,10 @@ def _later_delete(event: CallbackEvent, userid: str, external_userid: str) -> Ca
     """A delete of the same follow that WeCom sent after this add but that arrived first."""
     return (
         CallbackEvent.objects.filter(
-            event="change_external_contact",
+            external_userid=external_userid,
+            userid=userid,
             change_type__in=list(DELETE_EVENTS),
-            payload__UserID=userid,
-            payload__ExternalUserID=external_userid,
+            event="change_external_contact",
             event_at__gt=_event_time(event),
         )
         .order_by("-event_at")
@@ -277,7 +294,13 @@ def contact_added(event: CallbackEvent, client: WeComClient) -> Outcome:
             contact_services.contacts_tag(contact_ids=[contact.pk], tags=tags, source=ContactTag.Source.WECOM)
     send = None
     if welcome_code and live_code is not None and live_code.welcome_template_id and not ended:
-        send = welcome_claim(welcome_code=welcome_code, contact=contact, live_code=live_code, client=client)
+        send = welcome_claim(
+            welcome_code=welcome_code,
+            contact=contact,
+            live_code=live_code,
+            client=client,
+            received_at=event.received_at,
+        )
 
     def after_commit() -> None:
         if send is not None:  # first: WeCom takes a welcome only within 20 s of the add
@@ -374,7 +397,12 @@ def _alert_owner(contact: Contact, *, title: str) -> None:
 
 
 def welcome_claim(
-    *, welcome_code: str, contact: Contact, live_code: LiveCode, client: WeComClient
+    *,
+    welcome_code: str,
+    contact: Contact,
+    live_code: LiveCode,
+    client: WeComClient,
+    received_at: dt.datetime | None = None,
 ) -> Callable[[], None] | None:
     """Claim the welcome of one add in the Delivery ledger (one row per WelcomeCode, ever) and return
     the send to run after commit; None when it was claimed before or may not go out. A welcome answers
@@ -398,6 +426,13 @@ def welcome_claim(
     if not created or reason:
         return None
     text = template_preview(live_code.welcome_template, contact)
+    if received_at is not None and timezone.now() - received_at > WELCOME_WINDOW:
+        # WeCom refuses a welcome later than 20 s after the add: record why instead of calling in vain.
+        Delivery.objects.filter(pk=delivery.pk).update(
+            status=Delivery.Status.FAILED,
+            error="WeCom's 20-second welcome window had passed when the add was processed",
+        )
+        return None
     attachments = list(live_code.welcome_attachments or [])
     return lambda: welcome_send(
         delivery_id=delivery.pk, welcome_code=welcome_code, text=text, attachments=attachments, client=client

@@ -27,6 +27,9 @@ logger = logging.getLogger(__name__)
 
 MAX_BODY = 64 * 1024  # WeCom's callbacks are a few hundred bytes
 MAX_ATTEMPTS = 5
+# Finished callbacks are kept this long for support, then deleted by the sweeper (in batches).
+RETENTION = dt.timedelta(days=30)
+PURGE_BATCH = 5000
 # A row "processing" for longer than this lost its worker (a callback is processed in well under a second).
 STUCK_AFTER = dt.timedelta(minutes=2)
 
@@ -99,6 +102,8 @@ def callback_receive(*, crypto: WeComCrypto, params, body: bytes) -> Received:
             defaults={
                 "event": fields.get("Event", "")[:64],
                 "change_type": fields.get("ChangeType", "")[:64],
+                "userid": fields.get("UserID", "")[:64],
+                "external_userid": fields.get("ExternalUserID", "")[:64],
                 "payload": fields,
                 "message": message,
                 "event_at": event_at,
@@ -155,4 +160,16 @@ def callback_events_sweep(*, now: dt.datetime | None = None) -> int:
     )
     for pk in due:
         _enqueue(pk)
+    callback_events_purge(now=now)
     return len(due)
+
+
+def callback_events_purge(*, now: dt.datetime | None = None) -> int:
+    """Delete finished rows older than ``RETENTION`` (at most ``PURGE_BATCH`` per call: the sweeper runs
+    every minute). Failed rows stay until someone has looked at them."""
+    now = now or timezone.now()
+    old = CallbackEvent.objects.filter(
+        status__in=(CallbackEvent.Status.DONE, CallbackEvent.Status.IGNORED), received_at__lt=now - RETENTION
+    ).values_list("pk", flat=True)[:PURGE_BATCH]
+    deleted, _detail = CallbackEvent.objects.filter(pk__in=list(old)).delete()
+    return deleted

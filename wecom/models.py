@@ -196,6 +196,9 @@ class CallbackEvent(models.Model):
     key = models.CharField(max_length=64, unique=True)
     event = models.CharField(_("event"), max_length=64, blank=True)
     change_type = models.CharField(_("change type"), max_length=64, blank=True)
+    # The follow it is about (UserID, ExternalUserID), for finding a later delete of the same follow.
+    userid = models.CharField(_("WeCom userid"), max_length=64, blank=True)
+    external_userid = models.CharField(_("external_userid"), max_length=64, blank=True)
     payload = models.JSONField(_("payload"), default=dict)
     message = models.TextField(_("decrypted message"))
     event_at = models.DateTimeField(_("WeCom time"), null=True, blank=True)
@@ -217,7 +220,13 @@ class CallbackEvent(models.Model):
                 fields=["status", "claimed_at"],
                 name="callback_unfinished",
                 condition=~Q(status__in=["done", "ignored"]),
-            )
+            ),
+            models.Index(
+                fields=["external_userid", "userid", "event_at"],
+                name="callback_follow_deletes",
+                condition=Q(change_type__in=["del_external_contact", "del_follow_user"]),
+            ),
+            models.Index(fields=["received_at"], name="callback_received"),
         ]
 
     def __str__(self) -> str:

@@ -36,6 +36,8 @@ def event(change_type: str, *, at: int = NOW, event_name="change_external_contac
         key=hashlib.sha256(message.encode()).hexdigest(),
         event=event_name,
         change_type=change_type,
+        userid=fields.get("UserID", ""),
+        external_userid=fields.get("ExternalUserID", ""),
         payload=payload,
         message=message,
         event_at=dt.datetime.fromtimestamp(at, tz=dt.UTC),
@@ -309,3 +311,26 @@ def test_follow_flows_count_adds_losses_and_net_adds_per_day_and_channel(client,
     by_code = follow_flows(user=manager, start=local_day, end=local_day, by="live_code")
     assert by_code[0]["label"] == "抖音直播间"
     assert follow_flows(user=operator, start=local_day, end=local_day) == []  # not their contacts
+
+
+def test_an_add_processed_after_wecoms_welcome_window_records_why_and_calls_nobody(client, staff, live_code):
+    client.customer("wmA", follows=[{"userid": "manager"}])
+    ev = add(state="lcDOUYIN", welcome="W1")
+    CallbackEvent.objects.filter(pk=ev.pk).update(received_at=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=25))
+    assert process(ev, client) == "done"
+    assert client.welcomes == []
+    delivery = Delivery.objects.get()
+    assert delivery.status == Delivery.Status.FAILED
+    assert "20-second" in delivery.error
+
+
+def test_the_sweeper_deletes_finished_callbacks_after_the_retention_but_keeps_failed_ones(client):
+    from wecom import inbox
+
+    old = dt.datetime.now(dt.UTC) - inbox.RETENTION - dt.timedelta(days=1)
+    done, failed, recent = (event("unknown", at=NOW + i, UserID="u", ExternalUserID=str(i)) for i in range(3))
+    CallbackEvent.objects.filter(pk=done.pk).update(status="done", received_at=old)
+    CallbackEvent.objects.filter(pk=failed.pk).update(status="failed", received_at=old)
+    CallbackEvent.objects.filter(pk=recent.pk).update(status="done")
+    assert inbox.callback_events_purge() == 1
+    assert set(CallbackEvent.objects.values_list("pk", flat=True)) == {failed.pk, recent.pk}
