@@ -160,6 +160,9 @@ def callback_events_sweep(*, now: dt.datetime | None = None) -> int:
     )
     for pk in due:
         _enqueue(pk)
+    from .adds import welcomes_expire
+
+    welcomes_expire(now=now)
     callback_events_purge(now=now)
     return len(due)
 

@@ -288,7 +288,7 @@ def test_a_row_the_sweeper_gave_to_another_worker_is_left_to_that_worker(client,
     def ran_twice(*args):
         raise AssertionError("the handler ran on a row another worker had finished")
 
-    monkeypatch.setattr(events, "contact_added", ran_twice)
+    monkeypatch.setattr("wecom.adds.contacts_page_apply", ran_twice)
     assert process(ev, client) == "skipped"
     ev.refresh_from_db()
     assert ev.status == "done"
@@ -334,3 +334,65 @@ def test_the_sweeper_deletes_finished_callbacks_after_the_retention_but_keeps_fa
     CallbackEvent.objects.filter(pk=recent.pk).update(status="done")
     assert inbox.callback_events_purge() == 1
     assert set(CallbackEvent.objects.values_list("pk", flat=True)) == {failed.pk, recent.pk}
+
+
+def test_adds_waiting_in_the_inbox_are_applied_in_one_batch(client, staff, live_code, django_assert_max_num_queries):
+    evs = []
+    for i in range(30):
+        client.customer(f"wm{i}", name=f"顾客{i}", follows=[{"userid": "manager"}])
+        evs.append(add(ext=f"wm{i}", at=NOW + i, state="lcDOUYIN", welcome=f"W{i}"))
+    with django_assert_max_num_queries(75):  # one batch: a fixed number of statements, not one set per add
+        assert process(evs[0], client) == "done"
+    assert set(CallbackEvent.objects.values_list("status", flat=True)) == {"done"}
+    assert Contact.objects.count() == 30
+    assert Touchpoint.objects.filter(kind=Touchpoint.Kind.ADD_FRIEND).count() == 30
+    assert ContactTag.objects.filter(tag__name="直播引流").count() == 30
+    assert sorted(code for code, _text, _att in client.welcomes) == sorted(f"W{i}" for i in range(30))
+    assert Delivery.objects.filter(status=Delivery.Status.SENT).count() == 30
+    # Their own tasks come later and find the rows done.
+    assert process(evs[1], client) == "skipped"
+
+
+def test_a_batch_that_fails_as_a_whole_applies_each_add_on_its_own(client, staff, monkeypatch):
+    from wecom import adds
+
+    real = adds.contacts_page_apply
+
+    def fails_for_batches(*, items, context):
+        if len(items) > 1:
+            raise RuntimeError("as if two workers created the same customer at once")
+        return real(items=items, context=context)
+
+    monkeypatch.setattr(adds, "contacts_page_apply", fails_for_batches)
+    for ext in ("wm1", "wm2", "wm3"):
+        client.customer(ext, follows=[{"userid": "manager"}])
+    first = add(ext="wm1")
+    add(ext="wm2", at=NOW + 1)
+    add(ext="wm3", at=NOW + 2)
+    assert process(first, client) == "done"
+    assert Contact.objects.count() == 3
+    assert set(CallbackEvent.objects.values_list("status", flat=True)) == {"done"}
+
+
+def test_one_add_wecom_does_not_know_is_ignored_and_the_rest_of_its_batch_applied(client, staff):
+    client.customer("wm1", follows=[{"userid": "manager"}])
+    first = add(ext="wm1")
+    gone = add(ext="wmGONE", at=NOW + 1)
+    assert process(first, client) == "done"
+    gone.refresh_from_db()
+    assert gone.status == "ignored"
+    assert Contact.objects.count() == 1
+
+
+def test_a_welcome_claimed_but_never_started_expires_with_wecoms_window(client, staff, live_code, monkeypatch):
+    from wecom import adds, inbox
+
+    monkeypatch.setattr(adds, "welcomes_send", lambda welcomes, client: None)  # the worker dies after commit
+    client.customer("wmA", follows=[{"userid": "manager"}])
+    process(add(state="lcDOUYIN", welcome="W1"), client)
+    assert Delivery.objects.get().status == Delivery.Status.PENDING
+    inbox.callback_events_sweep(now=dt.datetime.now(dt.UTC) + dt.timedelta(seconds=21))
+    delivery = Delivery.objects.get()
+    assert delivery.status == Delivery.Status.FAILED
+    assert delivery.error.startswith("never sent")
+    assert client.welcomes == []
