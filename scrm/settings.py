@@ -273,7 +273,10 @@ WECOM_SIMULATION = env.bool("WECOM_SIMULATION", default=False)
 # Celery queue of the callback processing and welcome messages (欢迎语): WeCom takes a welcome only
 # within 20 s of the add, so it must not wait behind broadcast work on the default queue.
 WECOM_QUEUE = "wecom"
-CELERY_TASK_ROUTES = {"wecom.tasks.callback_process": {"queue": WECOM_QUEUE}}
+CELERY_TASK_ROUTES = {
+    "wecom.tasks.callback_process": {"queue": WECOM_QUEUE},
+    "wecom.tasks.adds_drain": {"queue": WECOM_QUEUE},
+}
 SCRM_WEBHOOK_URL = env.str("SCRM_WEBHOOK_URL", default="")
 SCRM_WEBHOOK_SECRET = env.str("SCRM_WEBHOOK_SECRET", default="")
 EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.smtp.EmailBackend")

@@ -32,21 +32,20 @@ from contacts import services as contact_services
 from contacts.models import Contact, ContactTag
 
 from .client import WeComClient, WeComError
-from .inbox import MAX_ATTEMPTS
+from .inbox import ADD_EVENTS, MAX_ATTEMPTS, adds_drain_slot_release, adds_drain_slot_renew
 from .livecodes import live_code_users_refresh
 from .models import CallbackEvent, FollowRelationship, LiveCode, StaffAccount
 from .sync_contacts import SyncContext, contacts_page_apply
 
 logger = logging.getLogger(__name__)
 
-ADD_EVENTS = ("add_external_contact", "add_half_external_contact")
 DELETE_EVENTS = {
     "del_external_contact": FollowRelationship.EndedBy.STAFF,
     "del_follow_user": FollowRelationship.EndedBy.CUSTOMER,
 }
 BATCH = 50  # adds applied together
 WELCOME_WINDOW = dt.timedelta(seconds=20)  # WeCom takes a welcome only this long after the add
-SEND_THREADS = 8  # welcome calls in flight at once
+SEND_THREADS = 16  # profile and welcome calls in flight at once
 
 
 def is_add(event: CallbackEvent) -> bool:
@@ -77,6 +76,20 @@ def adds_claim_more(*, limit: int, now: dt.datetime | None = None) -> list[Callb
         return list(CallbackEvent.objects.filter(pk__in=ids, status=CallbackEvent.Status.PROCESSING, claimed_at=now))
 
 
+def adds_drain(*, slot: int, client: WeComClient) -> int:
+    """Apply waiting adds batch after batch until none is left; returns how many were applied. Runs in a
+    drain slot (``inbox.adds_drain_wake``), renewed with every batch and given up at the end."""
+    applied = 0
+    while True:
+        batch = adds_claim_more(limit=BATCH)
+        if batch:
+            adds_drain_slot_renew(slot)
+            adds_process(events=batch, client=client)
+            applied += len(batch)
+        elif not adds_drain_slot_release(slot):
+            return applied
+
+
 # --- Applying a batch ----------------------------------------------------------------------------
 
 
@@ -84,14 +97,19 @@ def adds_process(*, events: list[CallbackEvent], client: WeComClient) -> dict[in
     """Apply claimed adds; returns each row's new status ("skipped" for rows the sweeper gave away)."""
     statuses: dict[int, str] = {}
     profiles: dict[int, dict] = {}
+    wanted = []
     for event in events:
-        if not (event.userid and event.external_userid):
+        if event.userid and event.external_userid:
+            wanted.append(event)
+        else:
             statuses[event.pk] = _finish([event], CallbackEvent.Status.IGNORED, "no UserID or ExternalUserID")
-            continue
-        try:
-            profiles[event.pk] = client.external_contact_get(event.external_userid)
-        except WeComError as exc:
-            statuses[event.pk] = _wecom_failure(event, exc)
+    # The profiles, several calls in flight at once.
+    fetch = _send_pool().map if len(wanted) > 1 else map
+    for event, answer in zip(wanted, fetch(lambda e: _profile(e, client), wanted), strict=True):
+        if isinstance(answer, WeComError):
+            statuses[event.pk] = _wecom_failure(event, answer)
+        else:
+            profiles[event.pk] = answer
     ready = [e for e in events if e.pk in profiles]
     if not ready:
         return statuses
@@ -113,6 +131,13 @@ def adds_process(*, events: list[CallbackEvent], client: WeComClient) -> dict[in
         except WeComError:
             logger.warning("could not refresh the users of live code %s", live_code_id, exc_info=True)
     return statuses
+
+
+def _profile(event: CallbackEvent, client: WeComClient) -> dict | WeComError:
+    try:
+        return client.external_contact_get(event.external_userid)
+    except WeComError as exc:
+        return exc
 
 
 def adds_process_one(*, event: CallbackEvent, profile: dict, client: WeComClient) -> dict[int, str]:
@@ -296,8 +321,9 @@ _pool: ThreadPoolExecutor | None = None
 
 
 def _send_pool() -> ThreadPoolExecutor:
-    """Threads kept for the life of the worker process. They make HTTP calls only (through the worker's
-    client, whose connection pool is thread-safe); the ledger is written by the calling thread."""
+    """Threads kept for the life of the worker process. They make HTTP calls only (profiles, welcomes)
+    through the worker's client, whose connection pool is thread-safe; the database is written by the
+    calling thread."""
     global _pool
     if _pool is None:
         _pool = ThreadPoolExecutor(max_workers=SEND_THREADS, thread_name_prefix="wecom-welcome")

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from xml.etree import ElementTree
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
@@ -25,6 +26,7 @@ from .models import CallbackEvent
 
 logger = logging.getLogger(__name__)
 
+ADD_EVENTS = ("add_external_contact", "add_half_external_contact")
 MAX_BODY = 64 * 1024  # WeCom's callbacks are a few hundred bytes
 MAX_ATTEMPTS = 5
 # Finished callbacks are kept this long for support, then deleted by the sweeper (in batches).
@@ -110,7 +112,10 @@ def callback_receive(*, crypto: WeComCrypto, params, body: bytes) -> Received:
             },
         )
         if created:
-            transaction.on_commit(lambda: _enqueue(event.pk))
+            if event.event == "change_external_contact" and event.change_type in ADD_EVENTS:
+                transaction.on_commit(adds_drain_wake)
+            else:
+                transaction.on_commit(lambda: _enqueue(event.pk))
     return Received(event, created)
 
 
@@ -121,6 +126,44 @@ def _enqueue(event_id: int) -> None:
         callback_process.delay(event_id)
     except Exception:  # the broker being down must not lose the event: the sweeper picks the row up
         logger.warning("could not enqueue WeCom callback %s; the sweeper will", event_id, exc_info=True)
+
+
+# Adds are drained in batches by at most this many tasks at once (one per worker process of the queue);
+# each holds a slot in the cache while it works, renewed with every batch.
+ADD_DRAINERS = 2
+DRAIN_SLOT_TTL = 10  # seconds: a drainer killed mid-work frees its slot within this
+
+
+def _slot(n: int) -> str:
+    return f"scrm:wecom:adds-drain:{n}"
+
+
+def adds_drain_wake() -> None:
+    """After an add is stored: start a drainer in a free slot; when every slot is taken, the drainers
+    at work will see the add (they look once more after giving their slot up)."""
+    from .tasks import adds_drain
+
+    for n in range(ADD_DRAINERS):
+        if cache.add(_slot(n), 1, timeout=DRAIN_SLOT_TTL):
+            try:
+                adds_drain.delay(n)
+            except Exception:  # broker down: free the slot; the sweeper picks the rows up
+                cache.delete(_slot(n))
+                logger.warning("could not enqueue the WeCom adds drainer; the sweeper will", exc_info=True)
+            return
+
+
+def adds_drain_slot_renew(n: int) -> None:
+    cache.set(_slot(n), 1, timeout=DRAIN_SLOT_TTL)
+
+
+def adds_drain_slot_release(n: int) -> bool:
+    """Give the slot up, then look once more: True (slot taken again) when adds arrived meanwhile."""
+    cache.delete(_slot(n))
+    pending = CallbackEvent.objects.filter(
+        status=CallbackEvent.Status.PENDING, event="change_external_contact", change_type__in=ADD_EVENTS
+    ).exists()
+    return pending and cache.add(_slot(n), 1, timeout=DRAIN_SLOT_TTL)
 
 
 def callback_event_claim(*, event_id: int, now: dt.datetime | None = None) -> CallbackEvent | None:

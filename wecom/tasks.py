@@ -16,6 +16,13 @@ def callback_process(event_id: int) -> str:
     return status
 
 
+@shared_task(acks_late=True)
+def adds_drain(slot: int) -> int:
+    from .adds import adds_drain as drain
+
+    return drain(slot=slot, client=events.worker_client())
+
+
 @shared_task
 def callback_events_sweep() -> int:
     return inbox.callback_events_sweep()

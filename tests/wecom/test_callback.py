@@ -33,8 +33,10 @@ def crypto():
 
 @pytest.fixture
 def enqueued(monkeypatch):
+    """What the endpoint queued: ("event", id) per event; ("drain", slot) when it woke an adds drainer."""
     calls = []
-    monkeypatch.setattr("wecom.tasks.callback_process.delay", lambda event_id: calls.append(event_id))
+    monkeypatch.setattr("wecom.tasks.callback_process.delay", lambda event_id: calls.append(("event", event_id)))
+    monkeypatch.setattr("wecom.tasks.adds_drain.delay", lambda slot: calls.append(("drain", slot)))
     return calls
 
 
@@ -77,7 +79,19 @@ def test_a_good_event_is_stored_answered_and_enqueued_after_commit(
     )
     assert event.payload["ExternalUserID"] == "wmEXT1"
     assert event.payload["WelcomeCode"] == "WELCOME1"
-    assert enqueued == [event.pk]
+    assert enqueued == [("drain", 0)]  # adds are applied in batches by a drainer
+
+
+def test_adds_wake_at_most_one_drainer_per_slot_and_other_events_get_their_own_task(
+    client, crypto, enqueued, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        for i in range(4):
+            post(client, crypto, add_event(f"wm{i}", welcome_code=f"W{i}"))
+        delete = add_event("wm0").replace("add_external_contact", "del_follow_user").replace("WELCOME", "X")
+        post(client, crypto, delete)
+    deleted = CallbackEvent.objects.get(change_type="del_follow_user")
+    assert enqueued == [("drain", 0), ("drain", 1), ("event", deleted.pk)]
 
 
 def test_wecoms_retry_of_the_same_event_is_one_row_processed_once(
@@ -88,7 +102,7 @@ def test_wecoms_retry_of_the_same_event_is_one_row_processed_once(
         for _ in range(3):  # WeCom retries until it is answered; each retry is encrypted afresh
             assert post(client, crypto, message).status_code == 200
     assert CallbackEvent.objects.count() == 1
-    assert len(enqueued) == 1
+    assert enqueued == [("drain", 0)]
 
 
 def test_a_replayed_request_is_answered_but_stored_once(client, crypto, enqueued, django_capture_on_commit_callbacks):
@@ -100,7 +114,7 @@ def test_a_replayed_request_is_answered_but_stored_once(client, crypto, enqueued
         for _ in range(2):
             assert client.post(url, data=body, content_type="text/xml").status_code == 200
     assert CallbackEvent.objects.count() == 1
-    assert len(enqueued) == 1
+    assert enqueued == [("drain", 0)]
 
 
 @pytest.mark.parametrize(

@@ -396,3 +396,18 @@ def test_a_welcome_claimed_but_never_started_expires_with_wecoms_window(client, 
     assert delivery.status == Delivery.Status.FAILED
     assert delivery.error.startswith("never sent")
     assert client.welcomes == []
+
+
+def test_a_drainer_applies_every_waiting_add_batch_after_batch_and_frees_its_slot(client, staff):
+    from django.core.cache import cache
+
+    from wecom import adds, inbox
+
+    for i in range(120):
+        client.customer(f"wm{i}", follows=[{"userid": "manager"}])
+        add(ext=f"wm{i}", at=NOW + i)
+    assert cache.add(inbox._slot(0), 1)
+    assert adds.adds_drain(slot=0, client=client) == 120
+    assert Contact.objects.count() == 120
+    assert cache.get(inbox._slot(0)) is None
+    assert set(CallbackEvent.objects.values_list("status", flat=True)) == {"done"}
