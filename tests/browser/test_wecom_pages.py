@@ -143,3 +143,29 @@ def test_the_connection_page_in_both_languages(login, manager, standin, wecom_se
     expect(page.get_by_test_id("staff-row")).to_have_count(2)
     assert SECRET not in page.content() and AES_KEY not in page.content()
     page.screenshot(path=f"{SHOTS}/connection-{language}.png", full_page=True)
+
+
+def test_a_simulated_scan_brings_the_customer_in_with_channel_owner_tags_and_welcome(
+    login, manager, standin, wecom_setup
+):
+    """What README's "See WeCom intake after make run" promises, in a browser: the stand-in pushes a signed
+    callback to the live server, the add is applied (Celery eager here; a real worker in
+    tests/wecom/test_worker.py), and the customer shows on the code's page and in the contacts list."""
+    from contacts.models import Contact
+    from tests.celery_utils import celery_conf_override
+
+    page = login(manager)
+    _use_language(page, "zh-hans")
+    _create_code(page, wecom_setup, "门店海报")
+    with celery_conf_override(task_always_eager=True):
+        page.get_by_test_id("simulate-scan").click()
+        expect(page.get_by_test_id("follow-row")).to_have_count(1)
+    contact = Contact.objects.get()
+    assert contact.channel == wecom_setup["channel"]
+    assert list(contact.tag_links.values_list("tag__name", flat=True)) == ["直播新客"]
+    assert contact.owner in (manager, None)  # the pool's member the stand-in chose (li is mapped, wang is not)
+    welcome = standin.welcomes[0]
+    assert welcome["text"].startswith(contact.name) and "新人礼包" in welcome["text"]
+    assert welcome["attachments"][0]["link"]["url"] == "https://shop.example.com/gift"
+    page.goto("/contacts/")
+    expect(page.get_by_test_id("contact-row").filter(has_text=contact.name)).to_contain_text("直播新客")
