@@ -7,9 +7,12 @@ accepts) live in ``wecom.livecodes``, whose ``ValidationError`` is put back on t
 
 from __future__ import annotations
 
+import datetime as dt
+
 from django import forms
 from django.contrib.auth import get_user_model
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
+from django.utils import timezone
 from django.utils.translation import gettext, pgettext_lazy
 from django.utils.translation import gettext_lazy as _
 
@@ -20,6 +23,7 @@ from contacts.selectors import staff_users
 
 from .livecodes import MAX_ATTACHMENTS, PoolMember
 from .models import LiveCode, StaffAccount
+from .reports import GROUPINGS
 
 LINK_ROWS = 3  # link attachments offered on the form; other kinds (images, mini-programs) come from the API
 
@@ -240,3 +244,31 @@ class StaffAccountUserForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.fields["user"].queryset = staff_users()
         self.fields["user"].empty_label = gettext("— not mapped —")
+
+
+MAX_DAYS = 366
+
+
+class IntakeForm(forms.Form):
+    """The report's parameters, shared by the page and the API (``wecom/intake/``)."""
+
+    date_from = forms.DateField(label=_("From"), required=False)
+    date_to = forms.DateField(label=_("To"), required=False)
+    by = forms.ChoiceField(
+        label=_("Per"),
+        required=False,
+        choices=[("channel", _("Channel")), ("live_code", _("Live code")), ("staff", _("Staff member"))],
+    )
+
+    def clean(self):
+        data = super().clean()
+        today = timezone.localdate()
+        data["date_to"] = data.get("date_to") or today
+        data["date_from"] = data.get("date_from") or data["date_to"] - dt.timedelta(days=13)
+        data["by"] = data.get("by") or "channel"
+        if data["date_from"] > data["date_to"]:
+            self.add_error("date_from", _("The start is after the end."))
+        elif (data["date_to"] - data["date_from"]).days >= MAX_DAYS:
+            self.add_error("date_from", _("At most %(days)d days at once.") % {"days": MAX_DAYS})
+        assert data["by"] in GROUPINGS
+        return data

@@ -71,3 +71,15 @@ def follow_flows(*, user, start: dt.date, end: dt.date, by: str = "channel") -> 
     ]
     result.sort(key=lambda r: (r["day"], r["label"], r["key"] or 0))
     return result
+
+
+def intake_totals(rows: list[dict]) -> list[dict]:
+    """The rows summed per key over the range, largest intake first."""
+    totals: dict = {}
+    for row in rows:
+        total = totals.setdefault(
+            row["key"], {"key": row["key"], "label": row["label"], "adds": 0, "lost": 0, "removed": 0, "net": 0}
+        )
+        for field in ("adds", "lost", "removed", "net"):
+            total[field] += row[field]
+    return sorted(totals.values(), key=lambda t: (-t["adds"], t["label"]))

@@ -18,6 +18,7 @@ urlpatterns = [
     path("live-codes/<int:pk>/qr.png", views.live_code_qr, name="live_code_qr"),
     path("live-codes/<int:pk>/archive/", views.live_code_archive, name="live_code_archive"),
     path("live-codes/<int:pk>/simulate-scan/", views.live_code_simulate_scan, name="live_code_simulate_scan"),
+    path("intake/", views.intake, name="intake"),
     # The connection (managers)
     path("connection/", views.connection, name="connection"),
     path("connection/token/", views.connection_token, name="connection_token"),

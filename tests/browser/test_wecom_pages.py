@@ -97,7 +97,12 @@ def test_manager_creates_a_live_code_and_sees_its_qr_image(login, manager, stand
     expect(page.get_by_test_id("simulation-banner")).to_be_visible()
     image = page.get_by_test_id("qr-image")
     expect(image).to_be_visible()
-    assert page.evaluate("img => img.complete && img.naturalWidth > 100", image.element_handle())
+    # The PNG arrives after the page: wait for it to be decoded (a real image, not a broken one).
+    page.wait_for_function(
+        "() => { const img = document.querySelector('[data-testid=qr-image]');"
+        " return img && img.complete && img.naturalWidth > 100; }",
+        timeout=10_000,
+    )
     expect(page.get_by_test_id("cost-per-add")).to_have_text("—")
     page.screenshot(path=f"{SHOTS}/live-code-detail-{language}.png", full_page=True)
 
@@ -169,3 +174,7 @@ def test_a_simulated_scan_brings_the_customer_in_with_channel_owner_tags_and_wel
     assert welcome["attachments"][0]["link"]["url"] == "https://shop.example.com/gift"
     page.goto("/contacts/")
     expect(page.get_by_test_id("contact-row").filter(has_text=contact.name)).to_contain_text("直播新客")
+    # The intake report counts the add (and is photographed for review).
+    page.goto("/wecom/intake/")
+    expect(page.get_by_test_id("intake-total-row")).to_contain_text("抖音投放")
+    page.screenshot(path=f"{SHOTS}/intake-zh-hans.png", full_page=True)

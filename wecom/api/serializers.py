@@ -252,3 +252,24 @@ class SyncRunSerializer(serializers.ModelSerializer):
 class SyncQueuedSerializer(serializers.Serializer):
     queued = serializers.BooleanField()
     detail = serializers.CharField()
+
+
+class IntakeRowSerializer(serializers.Serializer):
+    key = serializers.IntegerField(allow_null=True, help_text="The channel, live code or staff account id.")
+    label = serializers.CharField()
+    adds = serializers.IntegerField()
+    lost = serializers.IntegerField(help_text="Customers who deleted the staff member (流失).")
+    removed = serializers.IntegerField(help_text="Customers the staff member deleted.")
+    net = serializers.IntegerField(help_text="adds − lost − removed")
+
+
+class IntakeDaySerializer(IntakeRowSerializer):
+    day = serializers.DateField()
+
+
+class IntakeSerializer(serializers.Serializer):
+    date_from = serializers.DateField()
+    date_to = serializers.DateField()
+    by = serializers.CharField()
+    totals = IntakeRowSerializer(many=True)
+    days = IntakeDaySerializer(many=True)

@@ -12,10 +12,12 @@ from django.http import HttpResponse
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import exceptions, mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
+
+from analytics.api.parameters import form_errors
 
 from .. import livecodes, selectors
 from ..client import WeComError
@@ -26,6 +28,8 @@ from ..filtersets import (
     StaffAccountFilterSet,
     SyncRunFilterSet,
 )
+from ..forms import IntakeForm
+from ..reports import follow_flows, intake_totals
 from ..services import staff_account_user_set, sync_enqueue
 from . import serializers as s
 
@@ -165,6 +169,38 @@ class FollowRelationshipViewSet(viewsets.ReadOnlyModelViewSet):
 
     def get_queryset(self):
         return selectors.follow_list(self.request.user)
+
+    @extend_schema(
+        summary="Intake per day: adds, losses (流失), removals, net adds",
+        parameters=[
+            OpenApiParameter(
+                "date_from", OpenApiTypes.DATE, description="First day (default: 13 days before date_to)."
+            ),
+            OpenApiParameter("date_to", OpenApiTypes.DATE, description="Last day (default: today)."),
+            OpenApiParameter(
+                "by", str, enum=["channel", "live_code", "staff"], description="Group per (default: channel)."
+            ),
+        ],
+        responses={200: s.IntakeSerializer},
+    )
+    @action(detail=False, methods=["get"], url_path="intake", filterset_class=None, pagination_class=None)
+    def intake(self, request):
+        """Adds, losses (the customer deleted the staff member), removals (the staff member deleted the
+        customer) and net adds per day and per channel, live code or staff member, over the contacts the
+        user may see; with the totals over the period."""
+        form = IntakeForm(request.query_params)
+        if not form.is_valid():
+            raise exceptions.ValidationError(form_errors(form))
+        data = form.cleaned_data
+        rows = follow_flows(user=request.user, start=data["date_from"], end=data["date_to"], by=data["by"])
+        body = {
+            "date_from": data["date_from"],
+            "date_to": data["date_to"],
+            "by": data["by"],
+            "totals": intake_totals(rows),
+            "days": rows,
+        }
+        return Response(s.IntakeSerializer(body).data)
 
 
 # --- Callback inbox and sync runs (managers) -------------------------------------------------------

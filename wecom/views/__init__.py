@@ -3,6 +3,7 @@
 ``connection``; ``common`` holds what they share. The public callback endpoint is ``wecom.views_callback``."""
 
 from .connection import connection, connection_token, staff_account_map, sync_now
+from .intake import intake
 from .live_codes import (
     live_code_archive,
     live_code_create,
@@ -16,6 +17,7 @@ from .live_codes import (
 __all__ = [
     "connection",
     "connection_token",
+    "intake",
     "live_code_archive",
     "live_code_create",
     "live_code_detail",

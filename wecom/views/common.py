@@ -16,6 +16,7 @@ PAGE_SIZE = 50
 
 TABS = (
     ("live_codes", "wecom:live_code_list", _("Channel live codes"), "wecom.view_livecode"),
+    ("intake", "wecom:intake", _("Intake"), "wecom.view_followrelationship"),
     ("connection", "wecom:connection", _("Connection"), "wecom.view_callbackevent"),
 )
 
