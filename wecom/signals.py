@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 
+from django.db import transaction
+from django.db.models.signals import post_save, pre_delete
 from django.dispatch import receiver
 
-from contacts.models import ContactTag
+from contacts.models import ContactTag, Tag
 from contacts.signals import contact_tags_changed
 
-from .models import CorpTagLink
+from .models import CorpTagGroupLink, CorpTagLink
 
 logger = logging.getLogger(__name__)
 
@@ -37,3 +39,32 @@ def tags_mirror_to_wecom(sender, *, contact_ids, added_tag_ids, removed_tag_ids,
             tags_push.delay(ids[start : start + PUSH_CHUNK], add, remove)
         except Exception:  # the broker being down must not fail the tagging that already committed
             logger.warning("could not enqueue the WeCom tag push", exc_info=True)
+
+
+@receiver(post_save, sender=Tag)
+def tag_saved(sender, instance: Tag, **kwargs) -> None:
+    """A tag created or renamed in a group linked to WeCom: the same in WeCom, after commit."""
+    if not CorpTagGroupLink.objects.filter(group_id=instance.group_id).exists():
+        return
+    from .tasks import corp_tag_push
+
+    tag_id = instance.pk
+    transaction.on_commit(lambda: _enqueue(corp_tag_push, tag_id))
+
+
+@receiver(pre_delete, sender=Tag)
+def tag_deleted(sender, instance: Tag, **kwargs) -> None:
+    """A linked tag deleted here: deleted in WeCom too, after commit (its link goes with the tag)."""
+    wecom_id = CorpTagLink.objects.filter(tag_id=instance.pk).values_list("wecom_id", flat=True).first()
+    if wecom_id is None:
+        return
+    from .tasks import corp_tag_remove
+
+    transaction.on_commit(lambda: _enqueue(corp_tag_remove, wecom_id))
+
+
+def _enqueue(task, *args) -> None:
+    try:
+        task.delay(*args)
+    except Exception:  # the broker being down must not fail the write that committed; the next pull repairs
+        logger.warning("could not enqueue %s", task.name, exc_info=True)

@@ -58,3 +58,19 @@ def tags_push(contact_ids: list[int], add_tag_ids: list[int], remove_tag_ids: li
     if outcome["failed"]:
         raise RuntimeError(f"mark_tag failed for {len(outcome['failed'])} follows; retrying")
     return {"marked": outcome["marked"], "skipped": len(outcome["skipped"])}
+
+
+@shared_task(autoretry_for=(Exception,), retry_backoff=10, max_retries=5)
+def corp_tag_push(tag_id: int) -> str:
+    """Create or rename a tag of a linked group in WeCom."""
+    from .corp_tags import corp_tag_push as push
+
+    return push(tag_id=tag_id, client=events.worker_client())
+
+
+@shared_task(autoretry_for=(Exception,), retry_backoff=10, max_retries=5)
+def corp_tag_remove(wecom_id: str) -> str:
+    """Delete a corp tag in WeCom that was deleted here."""
+    from .corp_tags import corp_tag_remove as remove
+
+    return remove(wecom_id=wecom_id, client=events.worker_client())

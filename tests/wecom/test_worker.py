@@ -111,7 +111,18 @@ def test_a_burst_of_adds_with_the_worker_killed_midway_is_processed_exactly_once
     inbox.callback_events_sweep(now=timezone.now() + inbox.STUCK_AFTER + dt.timedelta(seconds=1))
     celery_worker_process(concurrency=2, queue="wecom", extra_env=env)
     _wait_for(lambda: done.count() == SCANS, timeout=180, interval=0.5, what="every event to be processed")
-    # Welcomes the dead worker had claimed but not started expire with WeCom's window (the sweeper again).
+    # The last batches' welcomes go out after their commit: wait until the unfinished ones stop changing
+    # (what is left then is the dead worker's), then let the sweeper expire those never started.
+    unfinished = Delivery.objects.filter(
+        welcome_code__isnull=False, status__in=[Delivery.Status.PENDING, Delivery.Status.SENDING]
+    )
+    seen = []
+
+    def settled():
+        seen.append(sorted(unfinished.values_list("pk", "status")))
+        return len(seen) >= 3 and seen[-1] == seen[-2] == seen[-3]
+
+    _wait_for(settled, timeout=60, interval=0.5, what="the last welcomes to be sent")
     inbox.callback_events_sweep(now=timezone.now() + dt.timedelta(seconds=21))
 
     assert CallbackEvent.objects.count() == SCANS
