@@ -298,6 +298,7 @@ class ContactTag(models.Model):
         AUTOMATION = "automation", _("Automation")
         MERGE = "merge", _("Merge")
         WECOM = "wecom", _("WeCom")
+        LIVE_CODE = "live_code", _("Live code")
 
     contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="tag_links")
     tag = models.ForeignKey(Tag, on_delete=models.CASCADE, related_name="contact_links")

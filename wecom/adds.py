@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from campaigns.content import template_preview
@@ -32,7 +32,13 @@ from contacts import services as contact_services
 from contacts.models import Contact, ContactTag
 
 from .client import WeComClient, WeComError
-from .inbox import ADD_EVENTS, MAX_ATTEMPTS, adds_drain_slot_release, adds_drain_slot_renew
+from .inbox import (
+    ADD_EVENTS,
+    MAX_ATTEMPTS,
+    adds_drain_slot_release,
+    adds_drain_slot_release_quietly,
+    adds_drain_slot_renew,
+)
 from .livecodes import live_code_users_refresh
 from .models import CallbackEvent, FollowRelationship, LiveCode, StaffAccount
 from .sync_contacts import SyncContext, contacts_page_apply
@@ -45,6 +51,7 @@ DELETE_EVENTS = {
 }
 BATCH = 50  # adds applied together
 WELCOME_WINDOW = dt.timedelta(seconds=20)  # WeCom takes a welcome only this long after the add
+RETRY_PAUSE = dt.timedelta(seconds=5)
 SEND_THREADS = 16  # profile and welcome calls in flight at once
 
 
@@ -65,6 +72,8 @@ def adds_claim_more(*, limit: int, now: dt.datetime | None = None) -> list[Callb
         ids = list(
             CallbackEvent.objects.select_for_update(skip_locked=True)
             .filter(status=CallbackEvent.Status.PENDING, event="change_external_contact", change_type__in=ADD_EVENTS)
+            # One that WeCom's "busy" sent back waits a little before it is tried again.
+            .filter(Q(claimed_at__isnull=True) | Q(claimed_at__lt=now - RETRY_PAUSE))
             .order_by("received_at", "pk")
             .values_list("pk", flat=True)[:limit]
         )
@@ -80,14 +89,18 @@ def adds_drain(*, slot: int, client: WeComClient) -> int:
     """Apply waiting adds batch after batch until none is left; returns how many were applied. Runs in a
     drain slot (``inbox.adds_drain_wake``), renewed with every batch and given up at the end."""
     applied = 0
-    while True:
-        batch = adds_claim_more(limit=BATCH)
-        if batch:
+    try:
+        while True:
             adds_drain_slot_renew(slot)
-            adds_process(events=batch, client=client)
-            applied += len(batch)
-        elif not adds_drain_slot_release(slot):
-            return applied
+            batch = adds_claim_more(limit=BATCH)
+            if batch:
+                adds_process(events=batch, client=client)
+                applied += len(batch)
+            elif not adds_drain_slot_release(slot):
+                return applied
+    except BaseException:
+        adds_drain_slot_release_quietly(slot)  # the adds left are for the next drainer or the sweeper
+        raise
 
 
 # --- Applying a batch ----------------------------------------------------------------------------
@@ -176,9 +189,24 @@ def _apply(events: list[CallbackEvent], profiles: dict[int, dict], client: WeCom
         StaffAccount.objects.bulk_create(
             [StaffAccount(userid=userid[:64]) for userid, _eid in latest], ignore_conflicts=True
         )
-        context = SyncContext.load()
+        # An add older than the last event applied to its follow changes nothing (a late retry, or an add
+        # that a later delete or re-add has overtaken).
+        follows = {
+            (f.staff.userid, f.external_userid): f
+            for f in FollowRelationship.objects.select_related("staff").filter(
+                staff__userid__in={u for u, _e in latest}, external_userid__in={e for _u, e in latest}
+            )
+        }
+        for key, event in list(latest.items()):
+            applied = follows.get(key)
+            if applied is not None and applied.event_at is not None and applied.event_at > event_time(event):
+                del latest[key]
+        context = SyncContext.for_batch(
+            userids={u for u, _e in latest}, states={e.payload.get("State") for e in latest.values()}
+        )
         items = [_item(event, profiles[event.pk]) for event in latest.values()]
-        result = contacts_page_apply(items=items, context=context)
+        result = contacts_page_apply(items=items, context=context) if items else None
+        _event_at_advance(latest)
         eids = {eid for _userid, eid in latest}
         contact_of = dict(
             Contact.objects.filter(wecom_external_userid__in=eids).values_list("wecom_external_userid", "pk")
@@ -187,7 +215,7 @@ def _apply(events: list[CallbackEvent], profiles: dict[int, dict], client: WeCom
         live_codes = _live_codes(latest.values())
         _tag(latest.values(), live_codes, contact_of)
         sends = _welcomes_claim(latest.values(), live_codes, contact_of, ended, now=now)
-        note = f"batch of {len(events)}: {result.contacts_created} contacts created"
+        note = f"batch of {len(events)}: {result.contacts_created if result else 0} contacts created"
         for event in events:
             statuses[event.pk] = CallbackEvent.Status.DONE
         CallbackEvent.objects.filter(pk__in=[e.pk for e in events]).update(
@@ -209,6 +237,25 @@ def _item(event: CallbackEvent, profile: dict) -> dict:
     return {"external_contact": {**(profile.get("external_contact") or {})}, "follow_info": follow}
 
 
+def _event_at_advance(latest: dict[tuple[str, str], CallbackEvent]) -> None:
+    """Each applied add is now the last event of its follow (the page code moves ``event_at`` only when a
+    follow starts)."""
+    if not latest:
+        return
+    rows = list(
+        FollowRelationship.objects.select_related("staff").filter(
+            staff__userid__in={u for u, _e in latest}, external_userid__in={e for _u, e in latest}
+        )
+    )
+    changed = []
+    for row in rows:
+        event = latest.get((row.staff.userid, row.external_userid))
+        if event is not None and (row.event_at is None or row.event_at < event_time(event)):
+            row.event_at = event_time(event)
+            changed.append(row)
+    FollowRelationship.objects.bulk_update(changed, ["event_at"])
+
+
 def _end_overtaken(latest: dict[tuple[str, str], CallbackEvent]) -> set[tuple[str, str]]:
     """Follows whose later delete already reached the inbox: they end (at the delete's time) as soon as
     they start."""
@@ -220,14 +267,21 @@ def _end_overtaken(latest: dict[tuple[str, str], CallbackEvent]) -> set[tuple[st
     ended: dict[tuple[str, str], tuple[dt.datetime, str]] = {}
     for userid, eid, at, change_type in deletes:
         event = latest.get((userid, eid))
-        if event is None or at is None or at <= event_time(event):
+        if event is None or at is None or at < event_time(event):  # on a tie the delete wins
             continue
         if (userid, eid) not in ended or at > ended[(userid, eid)][0]:
             ended[(userid, eid)] = (at, DELETE_EVENTS[change_type])
+    from .events import follow_end_record
+
     for (userid, eid), (at, ended_by) in ended.items():
-        FollowRelationship.objects.filter(staff__userid=userid, external_userid=eid).update(
-            deleted_at=at, ended_by=ended_by, event_at=at, updated_at=timezone.now()
+        relationship = (
+            FollowRelationship.objects.select_related("contact", "staff__user")
+            .filter(staff__userid=userid, external_userid=eid)
+            .first()
         )
+        if relationship is not None and (relationship.event_at is None or relationship.event_at <= at):
+            # The delete was processed first and wrote nothing: its timeline entry and alert come now.
+            follow_end_record(relationship=relationship, at=at, ended_by=ended_by)
     return set(ended)
 
 
@@ -248,7 +302,9 @@ def _tag(events, live_codes: dict[str, LiveCode], contact_of: dict[str, int]) ->
     for state, contact_ids in by_code.items():
         tags = list(live_codes[state].tags.all())
         if tags:
-            contact_services.contacts_tag(contact_ids=sorted(contact_ids), tags=tags, source=ContactTag.Source.WECOM)
+            contact_services.contacts_tag(
+                contact_ids=sorted(contact_ids), tags=tags, source=ContactTag.Source.LIVE_CODE
+            )
 
 
 def _welcomes_claim(events, live_codes, contact_of, ended, *, now: dt.datetime) -> list[Welcome]:

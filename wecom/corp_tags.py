@@ -9,7 +9,9 @@ already-linked tags (a harmless rename to the same name) or deletes of tags alre
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
 
 from django.db import transaction
 
@@ -19,6 +21,21 @@ from .client import WeComClient, WeComError
 from .models import CorpTagGroupLink, CorpTagLink
 
 logger = logging.getLogger(__name__)
+_pull = threading.local()
+
+
+@contextlib.contextmanager
+def pulling():
+    """Around the pull's own writes: tags it creates or renames are WeCom's already, not to be pushed back."""
+    _pull.active = True
+    try:
+        yield
+    finally:
+        _pull.active = False
+
+
+def is_pulling() -> bool:
+    return getattr(_pull, "active", False)
 
 
 def _tag_id_named(tag_group: dict, name: str) -> str:

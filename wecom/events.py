@@ -28,7 +28,7 @@ from campaigns import services as campaign_services
 from contacts import services as contact_services
 from contacts.models import Contact, Touchpoint
 
-from .adds import BATCH, DELETE_EVENTS, adds_claim_more, adds_process, event_time, is_add
+from .adds import ADD_EVENTS, BATCH, DELETE_EVENTS, adds_claim_more, adds_process, event_time, is_add
 from .client import WeComClient, WeComError
 from .inbox import MAX_ATTEMPTS, callback_event_claim, callback_event_still_ours
 from .models import CallbackEvent, FollowRelationship
@@ -48,6 +48,10 @@ def worker_client() -> WeComClient:
     if getattr(_clients, "key", None) != key:
         _clients.client, _clients.key = WeComClient(), key
     return _clients.client
+
+
+class _Later(Exception):
+    """The event cannot be applied yet (its add is still in another worker's hands): retry shortly."""
 
 
 class _Superseded(Exception):
@@ -87,6 +91,9 @@ def callback_process(*, event_id: int, client: WeComClient | None = None) -> str
             _finish(event, CallbackEvent.Status.DONE, outcome.note)
     except _Superseded:
         return "skipped"
+    except _Later as exc:
+        _finish(event, CallbackEvent.Status.PENDING, str(exc))
+        return CallbackEvent.Status.PENDING
     except WeComError as exc:
         if exc.kind == "invalid":
             _finish(event, CallbackEvent.Status.IGNORED, f"WeCom: {exc}")
@@ -140,22 +147,36 @@ def _follow_fields(follow: dict) -> dict:
 
 def follow_ended(event: CallbackEvent, client: WeComClient) -> Outcome:
     """Either side deleted the other: the relationship ends, the timeline says so, the owner is told."""
-    payload = event.payload
-    userid, external_userid = payload.get("UserID", ""), payload.get("ExternalUserID", "")
+    userid, external_userid = event.userid, event.external_userid
     at = event_time(event)
-    ended_by = DELETE_EVENTS[event.change_type]
     relationship = (
         FollowRelationship.objects.select_for_update()
-        .select_related("contact", "staff")
+        .select_related("contact", "staff__user")
         .filter(staff__userid=userid, external_userid=external_userid)
         .first()
     )
     if relationship is None:
-        # The add has not been processed yet (or happened before we were connected): the add will see
-        # this delete in the inbox and start the relationship as ended.
+        add_in_flight = CallbackEvent.objects.filter(
+            external_userid=external_userid,
+            userid=userid,
+            change_type__in=ADD_EVENTS,
+            status__in=(CallbackEvent.Status.PENDING, CallbackEvent.Status.PROCESSING),
+        ).exists()
+        if add_in_flight and event.attempts < MAX_ATTEMPTS:
+            raise _Later("the add of this follow is still being applied")
+        # The add happened before we were connected, or it will see this delete in the inbox and start
+        # the relationship as ended (and write this delete's timeline entry then).
         return Outcome(note="no follow relationship yet")
-    if relationship.event_at and relationship.event_at >= at:
+    if relationship.event_at and relationship.event_at > at:  # on a tie the delete wins
         return Outcome(note="a later event of this follow was already applied")
+    if relationship.deleted_at == at and relationship.ended_by == DELETE_EVENTS[event.change_type]:
+        return Outcome(note="already recorded when its add was applied")
+    follow_end_record(relationship=relationship, at=at, ended_by=DELETE_EVENTS[event.change_type])
+    return Outcome(note=f"ended by {DELETE_EVENTS[event.change_type]}")
+
+
+def follow_end_record(*, relationship: FollowRelationship, at, ended_by: str) -> None:
+    """End a follow at ``at``: the relationship, the contact's timeline, and the owner told of a 流失."""
     FollowRelationship.objects.filter(pk=relationship.pk).update(
         deleted_at=at, ended_by=ended_by, event_at=at, updated_at=timezone.now()
     )
@@ -167,11 +188,10 @@ def follow_ended(event: CallbackEvent, client: WeComClient) -> Outcome:
         kind=kind,
         occurred_at=at,
         staff=relationship.staff.user,
-        metadata={"wecom_userid": userid, "source": payload.get("Source", "")},
+        metadata={"wecom_userid": relationship.staff.userid},
     )
     if ended_by == FollowRelationship.EndedBy.CUSTOMER:
         _alert_owner(contact, title=_("%(name)s deleted you in WeCom (流失)") % {"name": contact.name})
-    return Outcome(note=f"ended by {ended_by}")
 
 
 def contact_edited(event: CallbackEvent, client: WeComClient) -> Outcome:

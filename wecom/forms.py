@@ -152,9 +152,13 @@ class LiveCodeForm(forms.Form):
         }
         for member in pool:
             initial[f"cap_{member.staff_id}"] = member.daily_cap
-        links = [a for a in live_code.welcome_attachments or [] if isinstance(a, dict) and a.get("msgtype") == "link"]
+        links = [
+            a
+            for a in live_code.welcome_attachments or []
+            if isinstance(a, dict) and a.get("msgtype") == "link" and isinstance(a.get("link"), dict)
+        ]
         for n, attachment in enumerate(links[:LINK_ROWS], start=1):
-            link = attachment.get("link") or {}
+            link = attachment["link"]
             initial[f"link_title_{n}"] = link.get("title", "")
             initial[f"link_url_{n}"] = link.get("url", "")
         return initial
@@ -263,6 +267,11 @@ class IntakeForm(forms.Form):
     def clean(self):
         data = super().clean()
         today = timezone.localdate()
+        for name in ("date_from", "date_to"):
+            if data.get(name) and not 2000 <= data[name].year <= 2100:
+                self.add_error(name, _("Choose a date between 2000 and 2100."))
+        if self.errors:
+            return data
         data["date_to"] = data.get("date_to") or today
         data["date_from"] = data.get("date_from") or data["date_to"] - dt.timedelta(days=13)
         data["by"] = data.get("by") or "channel"

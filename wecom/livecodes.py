@@ -16,6 +16,7 @@ from decimal import Decimal
 
 import segno
 from django.core.exceptions import ValidationError
+from django.core.validators import URLValidator
 from django.db import transaction
 from django.db.models import Count, F, Q, Sum
 from django.utils import timezone
@@ -29,6 +30,7 @@ from .models import FollowRelationship, LiveCode, LiveCodeStaff, StaffAccount
 
 STATE_PREFIX = "lc"
 MAX_ATTACHMENTS = 9  # WeCom takes at most 9 attachments with a welcome
+MAX_DAILY_CAP = 100_000
 ATTACHMENT_TYPES = ("image", "link", "miniprogram")
 
 
@@ -58,19 +60,64 @@ def _validate(
         errors["pool"] = [_("Choose at least one staff member.")]
     elif len({m.staff.pk for m in pool}) != len(pool):
         errors["pool"] = [_("A staff member is in the pool twice.")]
-    elif any(m.daily_cap is not None and m.daily_cap < 1 for m in pool):
-        errors["pool"] = [_("A daily cap must be at least 1, or empty for no cap.")]
+    elif any(m.daily_cap is not None and not 1 <= m.daily_cap <= MAX_DAILY_CAP for m in pool):
+        errors["pool"] = [_("A daily cap is between 1 and %(max)d, or empty for no cap.") % {"max": MAX_DAILY_CAP}]
     if welcome_template is not None and not welcome_template.is_active:
         errors["welcome_template"] = [_("This template is archived.")]
     if not isinstance(welcome_attachments, list) or len(welcome_attachments) > MAX_ATTACHMENTS:
         errors["welcome_attachments"] = [_("At most %(max)d attachments.") % {"max": MAX_ATTACHMENTS}]
-    elif any(not isinstance(a, dict) or a.get("msgtype") not in ATTACHMENT_TYPES for a in welcome_attachments):
-        errors["welcome_attachments"] = [_("Each attachment is an image, a link or a mini-program.")]
+    elif not all(_attachment_ok(a) for a in welcome_attachments):
+        errors["welcome_attachments"] = [
+            _(
+                "Each attachment is an image (media_id or an http(s) pic_url), a link (title and an http(s) url) "
+                "or a mini-program (title, appid, page, pic_media_id)."
+            )
+        ]
     if errors:
         raise ValidationError(errors)
 
 
-def _wecom_error(exc: WeComError) -> ValidationError:
+def _text(value, max_length: int = 500) -> bool:
+    return isinstance(value, str) and 0 < len(value) <= max_length
+
+
+def _web_url(value) -> bool:
+    """An http(s) URL: attachments are shown as links on our pages, so never ``javascript:`` or the like."""
+    if not _text(value, 2000):
+        return False
+    try:
+        URLValidator(schemes=["http", "https"])(value)
+    except ValidationError:
+        return False
+    return True
+
+
+def _attachment_ok(attachment) -> bool:
+    """The shape WeCom's send_welcome_msg takes for each kind, with only web links."""
+    if not isinstance(attachment, dict):
+        return False
+    kind = attachment.get("msgtype")
+    body = attachment.get(kind)
+    if kind not in ATTACHMENT_TYPES or not isinstance(body, dict):
+        return False
+    if kind == "link":
+        return (
+            _text(body.get("title"), 128)
+            and _web_url(body.get("url"))
+            and (body.get("picurl") in (None, "") or _web_url(body.get("picurl")))
+            and (body.get("desc") in (None, "") or _text(body.get("desc"), 512))
+        )
+    if kind == "image":
+        return _text(body.get("media_id"), 256) or _web_url(body.get("pic_url"))
+    return all(_text(body.get(key), 256) for key in ("title", "appid", "page", "pic_media_id"))
+
+
+def _wecom_error(exc: WeComError) -> Exception:
+    """WeCom refusing the code is the user's to fix (a ValidationError naming WeCom's reason); WeCom busy or
+    unreachable is not (the WeComError itself: the API answers 502, the pages say WeCom could not be
+    reached)."""
+    if exc.transient:
+        return exc
     return ValidationError({"__all__": [_("WeCom refused the code: %(error)s") % {"error": exc}]})
 
 
@@ -119,7 +166,7 @@ def live_code_users_refresh(*, live_code_id: int, client: WeComClient | None = N
 
 def _way_fields(live_code: LiveCode, users: list[str]) -> dict:
     return {
-        "type": 2 if len(users) > 1 else 1,  # 1: one member, 2: several
+        "type": 2,  # several members (also when one): WeCom cannot change a way's type later, its pool can
         "scene": 2,  # a QR code
         "remark": live_code.name[:30],
         "skip_verify": live_code.skip_verify,
@@ -173,7 +220,7 @@ def live_code_create(
             try:
                 created_in_wecom, qr_code = client.contact_way_add(**_way_fields(live_code, users))
             except WeComError as exc:
-                raise _wecom_error(exc) from exc
+                raise _wecom_error(exc) from None
             LiveCode.objects.filter(pk=live_code.pk).update(
                 config_id=created_in_wecom, qr_code=qr_code, wecom_users=users
             )
@@ -227,7 +274,7 @@ def live_code_update(
                     live_code.config_id, **{k: v for k, v in _way_fields(live_code, users).items() if k != "type"}
                 )
             except WeComError as exc:
-                raise _wecom_error(exc) from exc
+                raise _wecom_error(exc) from None
             LiveCode.objects.filter(pk=live_code.pk).update(wecom_users=users)
     live_code.refresh_from_db()
     return live_code
@@ -240,7 +287,7 @@ def live_code_archive(*, live_code: LiveCode, client: WeComClient | None = None)
             (client or WeComClient()).contact_way_delete(live_code.config_id)
         except WeComError as exc:
             if exc.kind != "invalid":  # already gone in WeCom: archive here all the same
-                raise _wecom_error(exc) from exc
+                raise _wecom_error(exc) from None
     LiveCode.objects.filter(pk=live_code.pk).update(is_active=False, config_id="", updated_at=timezone.now())
     live_code.refresh_from_db()
     return live_code

@@ -11,6 +11,7 @@ from django.dispatch import receiver
 from contacts.models import ContactTag, Tag
 from contacts.signals import contact_tags_changed
 
+from .corp_tags import is_pulling
 from .models import CorpTagGroupLink, CorpTagLink
 
 logger = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ def tags_mirror_to_wecom(sender, *, contact_ids, added_tag_ids, removed_tag_ids,
 @receiver(post_save, sender=Tag)
 def tag_saved(sender, instance: Tag, **kwargs) -> None:
     """A tag created or renamed in a group linked to WeCom: the same in WeCom, after commit."""
-    if not CorpTagGroupLink.objects.filter(group_id=instance.group_id).exists():
+    if is_pulling() or not CorpTagGroupLink.objects.filter(group_id=instance.group_id).exists():
         return
     from .tasks import corp_tag_push
 
@@ -55,6 +56,8 @@ def tag_saved(sender, instance: Tag, **kwargs) -> None:
 @receiver(pre_delete, sender=Tag)
 def tag_deleted(sender, instance: Tag, **kwargs) -> None:
     """A linked tag deleted here: deleted in WeCom too, after commit (its link goes with the tag)."""
+    if is_pulling():
+        return
     wecom_id = CorpTagLink.objects.filter(tag_id=instance.pk).values_list("wecom_id", flat=True).first()
     if wecom_id is None:
         return

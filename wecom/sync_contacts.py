@@ -59,6 +59,24 @@ class SyncContext:
     tag_links: dict[str, int]  # WeCom tag id -> our tag id
 
     @classmethod
+    def for_batch(cls, *, userids: set[str], states: set[str | None]) -> SyncContext:
+        """Only what a batch of callbacks needs: its members, its live codes, the linked tags."""
+        states = {s for s in states if s}
+        return cls(
+            staff={
+                u: (pk, user)
+                for pk, u, user in StaffAccount.objects.filter(userid__in=userids).values_list(
+                    "pk", "userid", "user_id"
+                )
+            },
+            live_codes={
+                s: (pk, ch)
+                for pk, s, ch in LiveCode.objects.filter(state__in=states).values_list("pk", "state", "channel_id")
+            },
+            tag_links=dict(CorpTagLink.objects.values_list("wecom_id", "tag_id")),
+        )
+
+    @classmethod
     def load(cls) -> SyncContext:
         return cls(
             staff={u: (pk, user) for pk, u, user in StaffAccount.objects.values_list("pk", "userid", "user_id")},

@@ -17,6 +17,7 @@ from django.db.models import Q
 from contacts.models import Tag, TagGroup
 
 from .client import WeComClient, WeComError
+from .corp_tags import pulling
 from .models import CorpTagGroupLink, CorpTagLink, FollowRelationship
 
 NAME_MAX = 64
@@ -49,7 +50,7 @@ def corp_tags_pull(*, client: WeComClient | None = None) -> dict:
         if own:
             client.close()
     counts = defaultdict(int)
-    with transaction.atomic():
+    with pulling(), transaction.atomic():
         group_links = {link.wecom_id: link for link in CorpTagGroupLink.objects.select_related("group")}
         tag_links = {link.wecom_id: link for link in CorpTagLink.objects.select_related("tag")}
         seen_groups, seen_tags = set(), set()

@@ -7,6 +7,8 @@ from celery import shared_task
 
 from . import events, inbox
 
+SYNC_LOCK_TTL = 300  # seconds; a page of the sync takes well under one
+
 
 @shared_task(acks_late=True)
 def callback_process(event_id: int) -> str:
@@ -41,10 +43,12 @@ def sync_run(run_id: int | None = None) -> str:
     run = SyncRun.objects.filter(pk=run_id).first() if run_id else None
     run = run or sync_run_start()
     lock = f"scrm:wecom:sync:{run.pk}"
-    if not cache.add(lock, 1, timeout=3600):
+    # Held while pages keep coming: renewed after each one, so a killed worker frees it within
+    # LOCK_TTL and the run can be resumed (the connection page offers that after 10 minutes of silence).
+    if not cache.add(lock, 1, timeout=SYNC_LOCK_TTL):
         return "already running"
     try:
-        return sync_run_continue(run=run).status
+        return sync_run_continue(run=run, progress=lambda _run: cache.set(lock, 1, timeout=SYNC_LOCK_TTL)).status
     finally:
         cache.delete(lock)
 

@@ -43,7 +43,8 @@ def callback(request: HttpRequest) -> HttpResponse:
     try:
         if request.method == "GET":
             return HttpResponse(callback_url_check(crypto=crypto, params=request.GET), content_type="text/plain")
-        if int(request.META.get("CONTENT_LENGTH") or 0) > MAX_BODY:
+        length = request.META.get("CONTENT_LENGTH") or "0"
+        if not length.isdigit() or int(length) > MAX_BODY:
             raise CallbackRejected("too_large", f"the body is larger than {MAX_BODY} bytes")
         callback_receive(crypto=crypto, params=request.GET, body=request.body)
     except CallbackRejected as exc:

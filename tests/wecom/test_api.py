@@ -346,3 +346,37 @@ def test_openapi_schema_documents_the_wecom_endpoints_without_warnings(manager_a
     assert "image/png" in schema["paths"]["/api/v1/wecom/live-codes/{id}/qr/"]["get"]["responses"]["200"]["content"]
     assert not GENERATOR_STATS, "drf-spectacular reported warnings or errors (see the captured output)"
     assert manager_api.get("/api/schema/").status_code == 200
+
+
+@pytest.mark.parametrize(
+    "attachments",
+    [
+        [{"msgtype": "link", "link": {"title": "x", "url": "javascript:alert(document.cookie)"}}],
+        [{"msgtype": "link", "link": "https://example.com"}],
+        [{"msgtype": "link", "link": {"title": "", "url": "https://example.com"}}],
+        [{"msgtype": "image", "image": {}}],
+        [{"msgtype": "miniprogram", "miniprogram": {"title": "t"}}],
+        [["not", "a", "dict"]],
+    ],
+)
+def test_an_attachment_that_is_not_wecoms_shape_or_not_a_web_link_is_a_400(
+    manager_api, standin, channel, staff, attachments
+):
+    response = manager_api.post(CODES, _payload(channel, staff, welcome_attachments=attachments), format="json")
+    assert response.status_code == 400
+    assert "welcome_attachments" in error_fields(response)
+    assert not LiveCode.objects.exists()
+
+
+def test_a_daily_cap_out_of_range_is_a_400(manager_api, standin, channel, staff):
+    pool = [{"staff": staff[0].pk, "daily_cap": 9_999_999_999}]
+    response = manager_api.post(CODES, _payload(channel, staff, pool=pool), format="json")
+    assert response.status_code == 400
+    assert not LiveCode.objects.exists()
+
+
+def test_wecom_busy_is_a_502_and_writes_nothing(manager_api, standin, channel, staff):
+    standin.busy_every = 1
+    response = manager_api.post(CODES, _payload(channel, staff), format="json")
+    assert response.status_code == 502
+    assert not LiveCode.objects.exists()

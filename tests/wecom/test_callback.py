@@ -160,6 +160,14 @@ def test_an_event_for_another_corp_is_refused(client, enqueued):
         (b"<xml><Encrypt>", b"bad_xml"),  # truncated
         (b'<!DOCTYPE x [<!ENTITY a "aaaa">]><xml><Encrypt>&a;</Encrypt></xml>', b"bad_xml"),
         (b"<notxml><Encrypt>abc</Encrypt></notxml>", b"bad_xml"),
+        # A DOCTYPE hidden past a long comment, or in UTF-16: refused by the parser itself.
+        (
+            b"<?xml version='1.0'?><!--"
+            + b"a" * 5000
+            + b'--><!DOCTYPE x [<!ENTITY c "AAAA">]><xml><Encrypt>&c;</Encrypt></xml>',
+            b"bad_xml",
+        ),
+        ('<!DOCTYPE x [<!ENTITY a "aaaa">]><xml><Encrypt>&a;</Encrypt></xml>'.encode("utf-16"), b"bad_xml"),
     ],
 )
 def test_a_body_that_is_not_wecoms_xml_is_a_400(client, crypto, enqueued, body, code):
@@ -190,3 +198,13 @@ def test_the_endpoint_needs_no_login_nor_csrf_token(crypto, enqueued):
 
     response = post(Client(enforce_csrf_checks=True), crypto, add_event())
     assert response.status_code == 200
+
+
+def test_a_content_length_that_is_not_a_number_is_a_4xx(client, crypto, enqueued):
+    body, sealed = crypto.encrypted_xml(add_event())
+    query = {"msg_signature": sealed.signature, "timestamp": sealed.timestamp, "nonce": sealed.nonce}
+    response = client.post(
+        f"{reverse('wecom:callback')}?{urlencode(query)}", data=body, content_type="text/xml", CONTENT_LENGTH="abc"
+    )
+    assert 400 <= response.status_code < 500
+    assert not CallbackEvent.objects.exists()

@@ -54,3 +54,17 @@ def test_tags_of_unlinked_groups_stay_here(wecom_standin, run_tasks_inline, djan
     with django_capture_on_commit_callbacks(execute=True):
         TagFactory(name="仅本地")
     assert wecom_standin.groups == {}
+
+
+def test_tags_the_pull_brings_from_wecom_are_not_pushed_back(
+    wecom_standin, monkeypatch, django_capture_on_commit_callbacks
+):
+    from wecom.sync_tags import corp_tags_pull
+
+    pushed = []
+    monkeypatch.setattr(tasks.corp_tag_push, "delay", lambda *args: pushed.append(args))
+    wecom_standin._add_corp_tag(body={"group_name": "会员等级", "tag": [{"name": "金卡"}, {"name": "银卡"}]})
+    with django_capture_on_commit_callbacks(execute=True):
+        corp_tags_pull(client=test_client.fast_client())
+    assert Tag.objects.filter(group__name="会员等级").count() == 2
+    assert pushed == []

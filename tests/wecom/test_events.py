@@ -92,7 +92,7 @@ def test_an_add_through_a_live_code_makes_the_whole_contact(client, staff, live_
     assert contact.owner == manager
     assert contact.channel == live_code.channel
     assert contact.gender == Contact.Gender.FEMALE
-    assert list(contact.tag_links.values_list("tag__name", "source")) == [("直播引流", ContactTag.Source.WECOM)]
+    assert list(contact.tag_links.values_list("tag__name", "source")) == [("直播引流", ContactTag.Source.LIVE_CODE)]
     follow = FollowRelationship.objects.get()
     assert (follow.contact, follow.staff, follow.live_code, follow.remark, follow.deleted_at) == (
         contact,
@@ -411,3 +411,51 @@ def test_a_drainer_applies_every_waiting_add_batch_after_batch_and_frees_its_slo
     assert Contact.objects.count() == 120
     assert cache.get(inbox._slot(0)) is None
     assert set(CallbackEvent.objects.values_list("status", flat=True)) == {"done"}
+
+
+def test_a_delete_older_than_a_re_add_already_applied_leaves_the_follow_active(client, staff):
+    client.customer("wmA", follows=[{"userid": "manager"}])
+    process(add(at=NOW), client)
+    process(add(at=NOW + 120), client)  # the customer deleted and added again; the re-add came first
+    process(event("del_follow_user", at=NOW + 60, UserID="manager", ExternalUserID="wmA"), client)
+    follow = FollowRelationship.objects.get()
+    assert follow.deleted_at is None
+    assert follow.event_at == dt.datetime.fromtimestamp(NOW + 120, tz=dt.UTC)
+
+
+def test_an_old_add_retried_after_a_newer_one_changes_nothing(client, staff, live_code):
+    client.customer("wmA", follows=[{"userid": "manager"}])
+    process(add(at=NOW + 120, state="lcDOUYIN"), client)
+    process(add(at=NOW), client)  # a late retry of an earlier add, without the live code
+    follow = FollowRelationship.objects.get()
+    assert follow.added_at == dt.datetime.fromtimestamp(NOW + 120, tz=dt.UTC)
+    assert follow.live_code == live_code
+
+
+def test_a_delete_processed_before_its_add_gets_its_timeline_entry_and_alert_once(client, staff, manager):
+    client.customer("wmA", name="王小美", follows=[{"userid": "manager"}])
+    delete = event("del_follow_user", at=NOW + 60, UserID="manager", ExternalUserID="wmA")
+    process(delete, client)
+    process(add(at=NOW), client)
+    assert Touchpoint.objects.filter(kind=Touchpoint.Kind.DELETE_FRIEND).count() == 1
+    assert FollowUpTask.objects.filter(assignee=manager).count() == 1
+
+
+def test_a_delete_whose_add_is_applied_first_but_processed_after_it_is_recorded_once(client, staff, manager):
+    client.customer("wmA", follows=[{"userid": "manager"}])
+    delete = event("del_follow_user", at=NOW + 60, UserID="manager", ExternalUserID="wmA")  # waiting
+    process(add(at=NOW), client)  # sees the waiting delete: ends the follow, writes the timeline entry
+    process(delete, client)
+    assert Touchpoint.objects.filter(kind=Touchpoint.Kind.DELETE_FRIEND).count() == 1
+    assert FollowUpTask.objects.count() == 1
+
+
+def test_a_delete_whose_add_is_still_being_applied_waits_for_it(client, staff):
+    client.customer("wmA", follows=[{"userid": "manager"}])
+    pending_add = add(at=NOW)
+    delete = event("del_follow_user", at=NOW + 60, UserID="manager", ExternalUserID="wmA")
+    CallbackEvent.objects.filter(pk=pending_add.pk).update(status="processing")  # another worker has it
+    assert process(delete, client) == "pending"
+    CallbackEvent.objects.filter(pk=pending_add.pk).update(status="pending")
+    process(pending_add, client)
+    assert FollowRelationship.objects.get().deleted_at is not None

@@ -80,3 +80,12 @@ def test_the_page_shows_the_totals_and_refuses_bad_dates(manager, follows):
     bad = client.get("/wecom/intake/", {"date_from": "2026-05-02", "date_to": "2026-05-01"})
     assert bad.status_code == 400
     assert "The start is after the end." in bad.content.decode() or "开始" in bad.content.decode()
+
+
+@pytest.mark.parametrize("params", [{"date_to": "0001-01-01"}, {"date_from": "9999-12-31", "date_to": "9999-12-31"}])
+def test_dates_at_the_ends_of_the_calendar_are_a_400_not_a_500(manager_api, manager, params):
+    response = manager_api.get("/api/v1/wecom/follows/intake/", params)
+    assert response.status_code == 400
+    client = Client()
+    client.force_login(manager)
+    assert client.get("/wecom/intake/", params).status_code == 400

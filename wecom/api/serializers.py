@@ -69,7 +69,7 @@ class PoolMemberSerializer(serializers.ModelSerializer):
 
 class PoolMemberInputSerializer(serializers.Serializer):
     staff = serializers.PrimaryKeyRelatedField(queryset=StaffAccount.objects.all())
-    daily_cap = serializers.IntegerField(min_value=1, allow_null=True, required=False, default=None)
+    daily_cap = serializers.IntegerField(min_value=1, max_value=100_000, allow_null=True, required=False, default=None)
 
 
 class FiguresSerializer(serializers.Serializer):

@@ -22,6 +22,7 @@ from django.views.decorators.http import require_POST
 from contacts.models import Channel
 
 from .. import livecodes, selectors
+from ..client import WeComError
 from ..filtersets import LiveCodeFilterSet
 from ..forms import LiveCodeForm, attach_service_errors
 from ..models import LiveCode
@@ -85,6 +86,8 @@ def live_code_create(request: HttpRequest) -> HttpResponse:
             live_code = livecodes.live_code_create(actor=request.user, **form.service_fields())
         except ValidationError as exc:
             attach_service_errors(form, exc)
+        except WeComError as exc:
+            form.add_error(None, _("WeCom could not be reached: %(error)s") % {"error": exc})
         else:
             messages.success(request, _("Live code “%(name)s” created.") % {"name": live_code.name})
             return redirect("wecom:live_code_detail", pk=live_code.pk)
@@ -104,6 +107,8 @@ def live_code_edit(request: HttpRequest, pk: int) -> HttpResponse:
             live_code = livecodes.live_code_update(live_code=live_code, **form.service_fields())
         except ValidationError as exc:
             attach_service_errors(form, exc)
+        except WeComError as exc:
+            form.add_error(None, _("WeCom could not be reached: %(error)s") % {"error": exc})
         else:
             messages.success(request, _("Live code “%(name)s” saved.") % {"name": live_code.name})
             return redirect("wecom:live_code_detail", pk=live_code.pk)
