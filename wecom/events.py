@@ -150,7 +150,7 @@ def follow_ended(event: CallbackEvent, client: WeComClient) -> Outcome:
     userid, external_userid = event.userid, event.external_userid
     at = event_time(event)
     relationship = (
-        FollowRelationship.objects.select_for_update()
+        FollowRelationship.objects.select_for_update(of=("self",))
         .select_related("contact", "staff__user")
         .filter(staff__userid=userid, external_userid=external_userid)
         .first()

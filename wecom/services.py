@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext
 from django.utils.translation import gettext as _
@@ -38,7 +38,11 @@ def staff_account_user_set(*, staff_account: StaffAccount, user) -> StaffAccount
                     }
                 )
         account.user = user
-        account.save(update_fields=["user"])
+        try:
+            with transaction.atomic():
+                account.save(update_fields=["user"])
+        except IntegrityError:  # another manager mapped this user to another member a moment ago
+            raise ValidationError({"user": [gettext("This user was just mapped to another WeCom member.")]}) from None
     return account
 
 
