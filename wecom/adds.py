@@ -137,12 +137,7 @@ def adds_process(*, events: list[CallbackEvent], client: WeComClient) -> dict[in
             statuses.update(adds_process_one(event=event, profile=profiles[event.pk], client=client))
         return statuses
     statuses.update(applied)
-    welcomes_send(sends, client)
-    for live_code_id in codes:
-        try:
-            live_code_users_refresh(live_code_id=live_code_id, client=client)
-        except WeComError:
-            logger.warning("could not refresh the users of live code %s", live_code_id, exc_info=True)
+    _after_commit(sends, codes, client)
     return statuses
 
 
@@ -159,13 +154,18 @@ def adds_process_one(*, event: CallbackEvent, profile: dict, client: WeComClient
     except Exception:
         logger.exception("WeCom add %s failed", event.pk)
         return {event.pk: _finish([event], CallbackEvent.Status.FAILED, _error_text())}
-    welcomes_send(sends, client)
-    for live_code_id in codes:
+    _after_commit(sends, codes, client)
+    return applied
+
+
+def _after_commit(welcomes: list[Welcome], live_code_ids: set[int], client: WeComClient) -> None:
+    """First the welcomes (WeCom's 20 s), then the codes whose members may have reached their cap."""
+    welcomes_send(welcomes, client)
+    for live_code_id in live_code_ids:
         try:
             live_code_users_refresh(live_code_id=live_code_id, client=client)
         except WeComError:
             logger.warning("could not refresh the users of live code %s", live_code_id, exc_info=True)
-    return applied
 
 
 def _apply(events: list[CallbackEvent], profiles: dict[int, dict], client: WeComClient):

@@ -178,6 +178,16 @@ def _way_fields(live_code: LiveCode, users: list[str]) -> dict:
 # --- Writes --------------------------------------------------------------------------------------
 
 
+def _pool_and_tags_set(live_code: LiveCode, pool: Sequence[PoolMember], tags: Sequence[Tag]) -> list[str]:
+    """Replace the code's pool and tags; returns the userids it should offer now."""
+    live_code.pool.all().delete()
+    LiveCodeStaff.objects.bulk_create(
+        LiveCodeStaff(live_code=live_code, staff=m.staff, daily_cap=m.daily_cap, position=i) for i, m in enumerate(pool)
+    )
+    live_code.tags.set(tags)
+    return live_code_users(live_code=live_code)
+
+
 def live_code_create(
     *,
     actor,
@@ -211,12 +221,7 @@ def live_code_create(
     try:
         with transaction.atomic():
             live_code.save()
-            LiveCodeStaff.objects.bulk_create(
-                LiveCodeStaff(live_code=live_code, staff=m.staff, daily_cap=m.daily_cap, position=i)
-                for i, m in enumerate(pool)
-            )
-            live_code.tags.set(tags)
-            users = live_code_users(live_code=live_code)
+            users = _pool_and_tags_set(live_code, pool, tags)
             try:
                 created_in_wecom, qr_code = client.contact_way_add(**_way_fields(live_code, users))
             except WeComError as exc:
@@ -261,13 +266,7 @@ def live_code_update(
         live_code.welcome_attachments = welcome_attachments
         live_code.full_clean(exclude=["config_id", "qr_code"])
         live_code.save()
-        live_code.pool.all().delete()
-        LiveCodeStaff.objects.bulk_create(
-            LiveCodeStaff(live_code=live_code, staff=m.staff, daily_cap=m.daily_cap, position=i)
-            for i, m in enumerate(pool)
-        )
-        live_code.tags.set(tags)
-        users = live_code_users(live_code=live_code)
+        users = _pool_and_tags_set(live_code, pool, tags)
         if live_code.config_id:
             try:
                 client.contact_way_update(
