@@ -115,7 +115,7 @@ def adds_process(*, events: list[CallbackEvent], client: WeComClient) -> dict[in
         if event.userid and event.external_userid:
             wanted.append(event)
         else:
-            statuses[event.pk] = _finish([event], CallbackEvent.Status.IGNORED, "no UserID or ExternalUserID")
+            statuses[event.pk] = finish([event], CallbackEvent.Status.IGNORED, "no UserID or ExternalUserID")
     # The profiles, several calls in flight at once.
     fetch = _send_pool().map if len(wanted) > 1 else map
     for event, answer in zip(wanted, fetch(lambda e: _profile(e, client), wanted), strict=True):
@@ -131,7 +131,7 @@ def adds_process(*, events: list[CallbackEvent], client: WeComClient) -> dict[in
     except Exception:
         if len(ready) == 1:
             logger.exception("WeCom add %s failed", ready[0].pk)
-            statuses[ready[0].pk] = _finish(ready, CallbackEvent.Status.FAILED, _error_text())
+            statuses[ready[0].pk] = finish(ready, CallbackEvent.Status.FAILED, _error_text())
             return statuses
         for event in ready:  # one at a time: a bad add must not hold up the others
             statuses.update(adds_process_one(event=event, profile=profiles[event.pk], client=client))
@@ -153,7 +153,7 @@ def adds_process_one(*, event: CallbackEvent, profile: dict, client: WeComClient
         applied, sends, codes = _apply([event], {event.pk: profile}, client)
     except Exception:
         logger.exception("WeCom add %s failed", event.pk)
-        return {event.pk: _finish([event], CallbackEvent.Status.FAILED, _error_text())}
+        return {event.pk: finish([event], CallbackEvent.Status.FAILED, _error_text())}
     _after_commit(sends, codes, client)
     return applied
 
@@ -439,9 +439,14 @@ def welcomes_expire(*, now: dt.datetime | None = None) -> int:
 # --- Outcomes --------------------------------------------------------------------------------------
 
 
-def _finish(events: list[CallbackEvent], status: str, note: str) -> str:
+def finish(events: list[CallbackEvent], status: str, note: str) -> str:
+    """Record how processing ended, on the rows this worker still holds (a row the sweeper handed to
+    another worker meanwhile is that worker's to finish)."""
     done = status in (CallbackEvent.Status.DONE, CallbackEvent.Status.IGNORED, CallbackEvent.Status.FAILED)
-    CallbackEvent.objects.filter(pk__in=[e.pk for e in events]).update(
+    held = Q()
+    for event in events:
+        held |= Q(pk=event.pk, attempts=event.attempts)
+    CallbackEvent.objects.filter(held, status=CallbackEvent.Status.PROCESSING).update(
         status=status, error=note[:2000], processed_at=timezone.now() if done else None
     )
     return status
@@ -449,9 +454,9 @@ def _finish(events: list[CallbackEvent], status: str, note: str) -> str:
 
 def _wecom_failure(event: CallbackEvent, exc: WeComError) -> str:
     if exc.kind == "invalid":
-        return _finish([event], CallbackEvent.Status.IGNORED, f"WeCom: {exc}")
+        return finish([event], CallbackEvent.Status.IGNORED, f"WeCom: {exc}")
     retry = exc.kind in ("busy", "token") and event.attempts < MAX_ATTEMPTS
-    return _finish([event], CallbackEvent.Status.PENDING if retry else CallbackEvent.Status.FAILED, f"WeCom: {exc}")
+    return finish([event], CallbackEvent.Status.PENDING if retry else CallbackEvent.Status.FAILED, f"WeCom: {exc}")
 
 
 def _error_text() -> str:

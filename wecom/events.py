@@ -28,7 +28,7 @@ from campaigns import services as campaign_services
 from contacts import services as contact_services
 from contacts.models import Contact, Touchpoint
 
-from .adds import ADD_EVENTS, BATCH, DELETE_EVENTS, adds_claim_more, adds_process, event_time, is_add
+from .adds import ADD_EVENTS, BATCH, DELETE_EVENTS, adds_claim_more, adds_process, event_time, finish, is_add
 from .client import WeComClient, WeComError
 from .inbox import MAX_ATTEMPTS, callback_event_claim, callback_event_still_ours
 from .models import CallbackEvent, FollowRelationship
@@ -81,41 +81,34 @@ def callback_process(*, event_id: int, client: WeComClient | None = None) -> str
         return adds_process(events=batch, client=client)[event.pk]
     handler = _handler(event)
     if handler is None:
-        _finish(event, CallbackEvent.Status.IGNORED, f"not an event we act on: {event.event}/{event.change_type}")
+        finish([event], CallbackEvent.Status.IGNORED, f"not an event we act on: {event.event}/{event.change_type}")
         return CallbackEvent.Status.IGNORED
     try:
         with transaction.atomic():
             if not callback_event_still_ours(event):
                 raise _Superseded
             outcome = handler(event, client)
-            _finish(event, CallbackEvent.Status.DONE, outcome.note)
+            finish([event], CallbackEvent.Status.DONE, outcome.note)
     except _Superseded:
         return "skipped"
     except _Later as exc:
-        _finish(event, CallbackEvent.Status.PENDING, str(exc))
+        finish([event], CallbackEvent.Status.PENDING, str(exc))
         return CallbackEvent.Status.PENDING
     except WeComError as exc:
         if exc.kind == "invalid":
-            _finish(event, CallbackEvent.Status.IGNORED, f"WeCom: {exc}")
+            finish([event], CallbackEvent.Status.IGNORED, f"WeCom: {exc}")
             return CallbackEvent.Status.IGNORED
         retry = exc.kind in ("busy", "token") and event.attempts < MAX_ATTEMPTS
         status = CallbackEvent.Status.PENDING if retry else CallbackEvent.Status.FAILED
-        _finish(event, status, f"WeCom: {exc}")
+        finish([event], status, f"WeCom: {exc}")
         return status
     except Exception as exc:  # recorded on the row for support; the row is not retried by itself
         logger.exception("WeCom callback %s failed", event_id)
-        _finish(event, CallbackEvent.Status.FAILED, f"{type(exc).__name__}: {exc}")
+        finish([event], CallbackEvent.Status.FAILED, f"{type(exc).__name__}: {exc}")
         return CallbackEvent.Status.FAILED
     if outcome.after_commit:
         outcome.after_commit()
     return CallbackEvent.Status.DONE
-
-
-def _finish(event: CallbackEvent, status: str, note: str) -> None:
-    done = status in (CallbackEvent.Status.DONE, CallbackEvent.Status.IGNORED, CallbackEvent.Status.FAILED)
-    CallbackEvent.objects.filter(pk=event.pk).update(
-        status=status, error=note[:2000], processed_at=timezone.now() if done else None
-    )
 
 
 def _handler(event: CallbackEvent) -> Callable[[CallbackEvent, WeComClient], Outcome] | None:
