@@ -31,6 +31,7 @@ from communities.models import Community
 from contacts.forms import user_label
 from contacts.models import Channel, Contact
 from contacts.selectors import staff_users
+from scrm import limits
 
 from . import metrics
 from .models import Layer
@@ -40,7 +41,7 @@ User = get_user_model()
 DATE_FORMAT = "%Y-%m-%d"
 DEFAULT_PERIOD_DAYS = 30
 MAX_PERIOD_DAYS = 3660  # ten years: enough for any report, and far from the ends of the calendar
-FIRST_YEAR, LAST_YEAR = 1970, 2999
+FIRST_YEAR, LAST_YEAR = 1970, limits.DATE_MAX.year
 KOC_LIMIT_DEFAULT, KOC_LIMIT_MAX = 10, 100
 #: Every drill-down parameter of the contact list starts with this, so that it never collides with the list's
 #: own filters (``channel``, ``owner`` and ``community`` mean slightly different things there).

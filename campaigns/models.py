@@ -75,6 +75,9 @@ class Segment(models.Model):
         ordering = ["name", "id"]
         verbose_name = _("segment")
         verbose_name_plural = _("segments")
+        # Segments are shared for reading and use; changing or deleting one is for its author and for
+        # those who hold this permission (or see every contact): see ``services.segment_may_change``.
+        permissions = [("change_any_segment", _("Can change or delete any segment"))]
 
     def __str__(self) -> str:
         return self.name
@@ -218,6 +221,12 @@ class Broadcast(models.Model):
     finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
     cancelled_at = models.DateTimeField(_("cancelled at"), null=True, blank=True)
     total_targeted = models.PositiveIntegerField(_("targeted"), default=0)
+    # The audience its approver saw, frozen at approval (or at submission by someone who needs no
+    # approval): the segment's rules then, and how many contacts they matched. Planning reads these, so
+    # a segment edited afterwards cannot widen or change an approved broadcast.
+    audience_rules = models.JSONField(_("frozen segment rules"), null=True, blank=True, editable=False)
+    audience_count = models.PositiveIntegerField(_("audience when approved"), null=True, blank=True, editable=False)
+    audience_frozen_at = models.DateTimeField(_("audience frozen at"), null=True, blank=True, editable=False)
     # Touched by every chunk a worker sends: the periodic tick re-enqueues senders only when it is stale.
     heartbeat_at = models.DateTimeField(null=True, blank=True, editable=False)
 

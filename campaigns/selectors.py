@@ -52,12 +52,20 @@ def task_list(user) -> QuerySet[FollowUpTask]:
     return FollowUpTask.objects.visible_to(user).select_related("contact", "assignee", "automation_run__automation")
 
 
+def broadcast_segment_rules(broadcast: Broadcast) -> dict:
+    """The segment rules a broadcast targets: the ones frozen when it was approved, else (a draft, or a
+    broadcast awaiting approval) its segment's current rules."""
+    if broadcast.audience_rules is not None:
+        return broadcast.audience_rules
+    return broadcast.segment.rules
+
+
 def broadcast_audience(broadcast: Broadcast) -> QuerySet[Contact]:
     """The live contacts a broadcast targets: its segment and/or the current members of its communities,
     limited to the contacts its author may see (an operator's broadcast reaches only their own)."""
     parts = []
     if broadcast.segment_id:
-        parts.append(segment_q(broadcast.segment.rules))
+        parts.append(segment_q(broadcast_segment_rules(broadcast)))
     community_ids = list(broadcast.communities.values_list("pk", flat=True))
     if community_ids:
         members = Membership.objects.filter(

@@ -1,7 +1,8 @@
 """Every write of campaigns, except the two engines: one function per action, named ``<noun>_<verb>``,
 with keyword-only arguments, validating everything it is given (``ValidationError`` keyed by field).
 
-* segments: ``segment_create``, ``segment_update``;
+* segments: ``segment_create``, ``segment_update``, ``segment_delete`` (author or manager only:
+  ``segment_may_change``);
 * the script and material library: ``message_template_create``, ``message_template_update``;
 * broadcasts: ``broadcast_create``, ``broadcast_update``, ``broadcast_submit``, ``broadcast_approve``,
   ``broadcast_reject``, ``broadcast_cancel``;
@@ -33,88 +34,17 @@ from contacts.models import Contact
 
 from . import content, selectors
 from .models import Broadcast, Delivery, FollowUpTask, FrequencyCap, FrequencyPolicy, Medium, MessageTemplate, Segment
-from .segments import segment_rules_validate
 
 User = get_user_model()
 
-# Broadcasts past the draft stage and not sent yet: their audience and their template's variables were
-# checked (and approved), so their segment's rules and their template's placeholders must not change.
-LOCKED_STATUSES = (Broadcast.Status.PENDING_APPROVAL, Broadcast.Status.SCHEDULED, Broadcast.Status.SENDING)
-
-
-# --- Segments --------------------------------------------------------------------------------
-
-SEGMENT_EDITABLE_FIELDS = ("name", "description", "rules")
-
-
-def _segment_errors(values: dict[str, Any]) -> dict[str, list[str]]:
-    errors: dict[str, list[str]] = {}
-    if "name" in values:
-        name = values["name"]
-        if not isinstance(name, str) or not name.strip():
-            errors["name"] = [_("Give the segment a name.")]
-        elif len(name.strip()) > Segment._meta.get_field("name").max_length:
-            errors["name"] = [_("At most %(max)d characters.") % {"max": Segment._meta.get_field("name").max_length}]
-        else:
-            values["name"] = name.strip()
-    if "description" in values:
-        description = values["description"] if values["description"] is not None else ""
-        if not isinstance(description, str):
-            errors["description"] = [_("Expected text.")]
-        elif len(description.strip()) > Segment._meta.get_field("description").max_length:
-            errors["description"] = [
-                _("At most %(max)d characters.") % {"max": Segment._meta.get_field("description").max_length}
-            ]
-        else:
-            values["description"] = description.strip()
-    if "rules" in values:
-        try:
-            values["rules"] = segment_rules_validate(values["rules"])
-        except ValidationError as exc:
-            errors.update(exc.message_dict)
-    return errors
-
-
-def segment_create(*, name: str, rules: dict, description: str = "", created_by) -> Segment:
-    """A new saved audience with validated, normalised rules."""
-    values = {"name": name, "description": description, "rules": rules}
-    errors = _segment_errors(values)
-    if errors:
-        raise ValidationError(errors)
-    with transaction.atomic():
-        return Segment.objects.create(created_by=created_by, **values)
-
-
-def segment_update(*, segment: Segment, **fields: Any) -> Segment:
-    """Change a segment's name, description or rules (validated like ``segment_create``)."""
-    unknown = sorted(set(fields) - set(SEGMENT_EDITABLE_FIELDS))
-    if unknown:
-        raise ValidationError({key: [_("This field cannot be set.")] for key in unknown})
-    values = dict(fields)
-    errors = _segment_errors(values)
-    if errors:
-        raise ValidationError(errors)
-    with transaction.atomic():
-        if "rules" in values and values["rules"] != segment.rules:
-            # An approved audience must not change under its broadcast (nor widen past what was approved).
-            names = list(segment.broadcasts.filter(status__in=LOCKED_STATUSES).values_list("name", flat=True)[:5])
-            if names:
-                raise ValidationError(
-                    {
-                        "rules": [
-                            _(
-                                "The segment is the audience of broadcasts waiting to be sent (%(names)s): "
-                                "cancel them or save the new conditions as a new segment."
-                            )
-                            % {"names": ", ".join(names)}
-                        ]
-                    }
-                )
-        for key, value in values.items():
-            setattr(segment, key, value)
-        segment.save(update_fields=[*values, "updated_at"])
-    return segment
-
+from .segments.services import (  # noqa: E402, F401  (re-exported: the app's writes live behind one name)
+    LOCKED_STATUSES,
+    SEGMENT_EDITABLE_FIELDS,
+    segment_create,
+    segment_delete,
+    segment_may_change,
+    segment_update,
+)
 
 # --- Message templates -----------------------------------------------------------------------
 
@@ -377,15 +307,41 @@ def broadcast_submit(*, broadcast: Broadcast, user, scheduled_at: dt.datetime | 
                 {"audience": [_("The audience is empty: no contact matches the segment or communities.")]}
             )
         broadcast.scheduled_at = max(when, now)
+        # The rules submitted are the rules approved: the approver reviews (and planning uses) this copy.
+        broadcast.audience_rules = broadcast.segment.rules if broadcast.segment_id else None
         if can_approve(user):
             broadcast.status = Broadcast.Status.SCHEDULED
             broadcast.approved_by, broadcast.approved_at = user, now
+            _freeze_audience(broadcast, now=now)
         else:
             broadcast.status = Broadcast.Status.PENDING_APPROVAL
-        broadcast.save(update_fields=["scheduled_at", "status", "approved_by", "approved_at", "updated_at"])
+        broadcast.save(
+            update_fields=[
+                "scheduled_at",
+                "status",
+                "approved_by",
+                "approved_at",
+                "audience_rules",
+                "audience_count",
+                "audience_frozen_at",
+                "updated_at",
+            ]
+        )
     if broadcast.status == Broadcast.Status.SCHEDULED and broadcast.scheduled_at <= now + PAST_GRACE:
         _enqueue_tick()
     return broadcast
+
+
+def _freeze_audience(broadcast: Broadcast, *, now: dt.datetime) -> None:
+    """Record the audience as approved: its rules (already copied at submission) and its size now."""
+    broadcast.audience_count = selectors.broadcast_audience(broadcast).count()
+    broadcast.audience_frozen_at = now
+
+
+def _audience_unfreeze(broadcast: Broadcast) -> None:
+    broadcast.audience_rules = None
+    broadcast.audience_count = None
+    broadcast.audience_frozen_at = None
 
 
 def broadcast_approve(*, broadcast: Broadcast, user) -> Broadcast:
@@ -397,11 +353,43 @@ def broadcast_approve(*, broadcast: Broadcast, user) -> Broadcast:
         broadcast = Broadcast.objects.select_for_update().get(pk=broadcast.pk)
         if broadcast.status != Broadcast.Status.PENDING_APPROVAL:
             raise ValidationError({"status": [_("Only a broadcast pending approval can be approved.")]})
-        broadcast.status = Broadcast.Status.SCHEDULED
-        broadcast.approved_by, broadcast.approved_at = user, now
-        if broadcast.scheduled_at is None or broadcast.scheduled_at < now:
-            broadcast.scheduled_at = now
-        broadcast.save(update_fields=["status", "approved_by", "approved_at", "scheduled_at", "updated_at"])
+        changed = broadcast.segment_id is not None and broadcast.segment.rules != broadcast.audience_rules
+        if changed:
+            # The segment changed since it was submitted: what the approver reviewed is not what would be
+            # sent. Back to its author, who submits it again (and it is reviewed again).
+            _audience_unfreeze(broadcast)
+            broadcast.status = Broadcast.Status.DRAFT
+            broadcast.save(
+                update_fields=["status", "audience_rules", "audience_count", "audience_frozen_at", "updated_at"]
+            )
+        else:
+            broadcast.status = Broadcast.Status.SCHEDULED
+            broadcast.approved_by, broadcast.approved_at = user, now
+            if broadcast.scheduled_at is None or broadcast.scheduled_at < now:
+                broadcast.scheduled_at = now
+            _freeze_audience(broadcast, now=now)
+            broadcast.save(
+                update_fields=[
+                    "status",
+                    "approved_by",
+                    "approved_at",
+                    "scheduled_at",
+                    "audience_count",
+                    "audience_frozen_at",
+                    "updated_at",
+                ]
+            )
+    if changed:
+        raise ValidationError(
+            {
+                "audience": [
+                    _(
+                        "The segment's conditions changed after the broadcast was submitted; it is a draft "
+                        "again and must be submitted and approved again."
+                    )
+                ]
+            }
+        )
     if broadcast.scheduled_at <= now + PAST_GRACE:
         _enqueue_tick()
     return broadcast
@@ -412,7 +400,11 @@ def broadcast_reject(*, broadcast: Broadcast, user) -> Broadcast:
     if not can_approve(user):
         raise PermissionDenied(_("Only managers can reject broadcasts."))
     updated = Broadcast.objects.filter(pk=broadcast.pk, status=Broadcast.Status.PENDING_APPROVAL).update(
-        status=Broadcast.Status.DRAFT, updated_at=timezone.now()
+        status=Broadcast.Status.DRAFT,
+        audience_rules=None,
+        audience_count=None,
+        audience_frozen_at=None,
+        updated_at=timezone.now(),
     )
     if not updated:
         raise ValidationError({"status": [_("Only a broadcast pending approval can be rejected.")]})

@@ -35,7 +35,16 @@ def community_create(*, actor=None, admins=(), **values: Any) -> Community:
     return community
 
 
-def community_update(*, community: Community, admins=None, **values: Any) -> Community:
+def community_update(*, community: Community, actor=None, admins=None, **values: Any) -> Community:
+    """Change a community. Only managers (who see every community) change its owner: an operator who runs
+    it can neither give it away nor leave it without an owner."""
+    if (
+        "owner" in values
+        and values["owner"] != community.owner
+        and actor is not None
+        and not Community.objects.sees_all(actor)
+    ):
+        raise ValidationError({"owner": [_("Only a manager can change a community's owner.")]})
     for field, value in values.items():
         setattr(community, field, value)
     community.full_clean()

@@ -16,6 +16,7 @@ from drf_spectacular.utils import extend_schema_field
 
 from analytics.models import Layer
 from communities.models import Community, Membership
+from scrm import limits
 
 from .models import Channel, Contact, ContactTag, Purchase, Tag, Touchpoint
 
@@ -37,7 +38,15 @@ def _local_midnight(day: dt.date) -> dt.datetime:
     return timezone.make_aware(dt.datetime.combine(day, dt.time()))
 
 
-class DayFromFilter(filters.DateFilter):
+class LimitedDateFilter(filters.DateFilter):
+    """A day within ``scrm.limits`` (a day near ``date.max`` would overflow the next-day arithmetic)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("validators", [limits.date_check])
+        super().__init__(*args, **kwargs)
+
+
+class DayFromFilter(LimitedDateFilter):
     """``field >= the start of the day`` in the current time zone: what ``field__date__gte`` means, as a
     range on the column that its indexes serve (``__date`` casts every row, so no index can)."""
 
@@ -47,7 +56,7 @@ class DayFromFilter(filters.DateFilter):
         return qs.filter(**{f"{self.field_name}__gte": _local_midnight(value)})
 
 
-class DayToFilter(filters.DateFilter):
+class DayToFilter(LimitedDateFilter):
     """``field < the start of the next day``: what ``field__date__lte`` means, as a range."""
 
     def filter(self, qs, value):

@@ -19,6 +19,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from scrm import limits
 from scrm.exceptions import ConflictError
 
 from .models import Channel, Contact, ContactTag, Product, Purchase, PurchaseItem, Tag, Touchpoint
@@ -120,6 +121,19 @@ def _clean_contact_values(values: dict[str, Any]) -> dict[str, Any]:
             cleaned[field] = (cleaned[field] or "").strip() or None
     if "attributes" in cleaned and cleaned["attributes"] is None:
         cleaned["attributes"] = {}
+    errors = {}
+    for field, value in cleaned.items():
+        try:
+            if field == "attributes":
+                limits.json_check(value)
+            elif isinstance(value, str):
+                limits.text_check(value)
+            elif isinstance(value, dt.date):
+                limits.date_check(value)
+        except ValidationError as exc:
+            errors[field] = exc.messages
+    if errors:
+        raise ValidationError(errors)
     return cleaned
 
 
@@ -165,6 +179,15 @@ def contact_create(
 def contact_update(*, contact: Contact, actor: User | None = None, **values: Any) -> Contact:
     """Change a contact's profile fields. Consent has its own services (contact_consent_*)."""
     values = _clean_contact_values(values)
+    if (
+        "owner" in values
+        and values["owner"] != contact.owner
+        and actor is not None
+        and not Contact.objects.sees_all(actor)
+    ):
+        # Only managers reassign: an operator can neither give a contact away nor leave it without an
+        # owner (it would drop out of every book but the managers').
+        raise ValidationError({"owner": [_("Only a manager can change a contact's owner.")]})
     if values.get("referred_by") is not None and values["referred_by"].pk == contact.pk:
         raise ValidationError({"referred_by": [_("A contact cannot refer themselves.")]})
     old_referrer = contact.referred_by_id
@@ -532,6 +555,10 @@ def touchpoint_record(
         errors["medium"] = [_("Unknown medium “%(value)s”.") % {"value": medium}]
     if kind not in Touchpoint.Kind.values:
         errors["kind"] = [_("Unknown kind “%(value)s”.") % {"value": kind}]
+    try:
+        limits.json_check(metadata or {})
+    except ValidationError as exc:
+        errors["metadata"] = exc.messages
     if errors:
         raise ValidationError(errors)
     with transaction.atomic():

@@ -69,7 +69,15 @@ def demo_staff_ensure() -> dict[str, User]:
     return users
 
 
-def demo_integrator_token(user) -> str:
-    from rest_framework.authtoken.models import Token
+DEMO_TOKEN_NAME = "demo integrator"
 
-    return Token.objects.get_or_create(user=user)[0].key
+
+def demo_integrator_token(user) -> str:
+    """A fresh key for the demo integrator (keys are stored hashed, so an earlier one cannot be shown
+    again): the previous demo token is revoked."""
+    from scrm.authentication import api_token_create, api_token_revoke
+    from scrm.models import ApiToken
+
+    for old in ApiToken.objects.filter(user=user, name=DEMO_TOKEN_NAME, revoked_at__isnull=True):
+        api_token_revoke(token=old)
+    return api_token_create(user=user, name=DEMO_TOKEN_NAME, scopes=ApiToken.Scope.values)[1]

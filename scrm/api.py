@@ -11,8 +11,12 @@ fields are dotted (``items.0.product``).
 
 from __future__ import annotations
 
+import logging
+
 from django.core.exceptions import PermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import DataError
+from django.db.models import ProtectedError
 from django.http import Http404
 from django.utils.translation import gettext as _
 from rest_framework import exceptions, status
@@ -20,8 +24,16 @@ from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import exception_handler as drf_exception_handler
+from rest_framework.views import set_rollback
 
 from .exceptions import ConflictError
+
+logger = logging.getLogger(__name__)
+
+
+def _rollback() -> None:
+    # DRF's own handler marks atomic requests for rollback; a database error leaves the transaction broken.
+    set_rollback()
 
 
 class Pagination(PageNumberPagination):
@@ -53,7 +65,34 @@ def _django_validation_detail(exc: DjangoValidationError):
     return {api_settings.NON_FIELD_ERRORS_KEY: exc.messages}
 
 
+def _last_line(exc) -> Response | None:
+    """The causes are fixed where the input is read (``scrm.limits``); these answers are for what slips
+    past them, so that no input is ever a 5xx."""
+    if isinstance(exc, ProtectedError):
+        message = _("This record is still in use by others, so it cannot be deleted.")
+        body = {
+            "type": "conflict",
+            "detail": message,
+            "errors": [{"field": None, "code": "protected", "message": message}],
+        }
+        return Response(body, status=status.HTTP_409_CONFLICT)
+    if isinstance(exc, DataError | RecursionError | UnicodeError | OverflowError):
+        logger.warning("Input refused by the database or the parser: %r", exc)
+        message = _("The request contains a value out of range or characters that cannot be stored.")
+        body = {
+            "type": "validation_error",
+            "detail": _("Invalid input."),
+            "errors": [{"field": None, "code": "invalid", "message": message}],
+        }
+        return Response(body, status=status.HTTP_400_BAD_REQUEST)
+    return None
+
+
 def exception_handler(exc, context):
+    last_line = _last_line(exc)
+    if last_line is not None:
+        _rollback()
+        return last_line
     if isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(_django_validation_detail(exc))
     elif isinstance(exc, ConflictError):

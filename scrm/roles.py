@@ -21,7 +21,8 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
         "analytics.*",
         "wecom.*",
         "auth.*",
-        "authtoken.*",
+        "scrm.*",  # API tokens
+        "axes.*",  # unlocking locked-out sign-ins
         "django_celery_beat.*",
     ),
     MANAGER: (

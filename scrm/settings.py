@@ -8,10 +8,12 @@ and ``REDIS_URL`` switches the same code to PostgreSQL and Redis.
 from __future__ import annotations
 
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import environ
 from celery.schedules import crontab
+from csp.constants import NONCE
 from django.utils.translation import gettext_lazy as _
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -48,11 +50,14 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.humanize",
     "rest_framework",
+    # Kept installed only for its table: scrm's migration 0002 carried its tokens over to scrm.ApiToken.
     "rest_framework.authtoken",
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_celery_beat",
+    "axes",
+    "csp",
     "contacts",
     "communities",
     "campaigns",
@@ -73,6 +78,10 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
+    "scrm.middleware.NoStoreForAuthenticatedMiddleware",
+    # Last: turns a locked-out sign-in (raised by the backend below) into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "scrm.urls"
@@ -133,7 +142,34 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+AUTHENTICATION_BACKENDS = [
+    # First: refuses a locked-out username+IP before any password is checked (django-axes).
+    "scrm.authentication.LoginLockoutBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
 LOGIN_URL = "login"
+
+# Login lockout (django-axes), for the dashboard's and the admin's login forms alike: after
+# AXES_FAILURE_LIMIT failed sign-ins of one username from one IP address, that pair is refused (even with
+# the right password) for AXES_COOLOFF_MINUTES; failures older than that no longer count. A lockout answers
+# 429 with a translated page. Every sign-in (AccessLog) and failure (AccessFailureLog) is recorded; unlock
+# with the admin's "Access attempts" or `manage.py axes_reset_username <username>`. See docs/security.md.
+AXES_ENABLED = env.bool("AXES_ENABLED", default=True)
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("AXES_COOLOFF_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_ENABLE_ACCESS_FAILURE_LOG = True
+AXES_HTTP_RESPONSE_CODE = 429
+AXES_LOCKOUT_CALLABLE = "scrm.authentication.lockout_response"
+AXES_SENSITIVE_PARAMETERS = ["password"]
+if env.bool("BEHIND_PROXY", default=False):
+    # The client's address is the one the (single) reverse proxy appends to X-Forwarded-For.
+    AXES_IPWARE_PROXY_COUNT = env.int("AXES_PROXY_COUNT", default=1)
+    AXES_IPWARE_META_PRECEDENCE_ORDER = ["HTTP_X_FORWARDED_FOR", "REMOTE_ADDR"]
+
+# API tokens (scrm.ApiToken): the default lifetime of a new or rotated token.
+SCRM_API_TOKEN_DAYS = env.int("SCRM_API_TOKEN_DAYS", default=90)
 LOGIN_REDIRECT_URL = "contacts:list"
 LOGOUT_REDIRECT_URL = "login"
 
@@ -176,14 +212,42 @@ SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env.bool("BEHIND_PROXY", default=False) else None
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+
+# Content-Security-Policy (django-csp). Scripts: our own static files only, plus the inline scripts that
+# carry this response's nonce (Swagger UI's and ReDoc's start-up scripts); no 'unsafe-inline', no eval.
+# Styles allow 'unsafe-inline' because the pages set per-row values in style attributes (tag colours,
+# heat-map shades, progress widths) and Swagger UI/htmx inject <style> elements; a style cannot run code.
+# img-src allows data: (Swagger UI's icons, Chart.js' exports); worker-src blob: is ReDoc's search worker.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'", NONCE],
+        "style-src": ["'self'", "'unsafe-inline'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "worker-src": ["'self'", "blob:"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    },
+}
 
 # --- REST API -------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        # Authorization: Token <key> (or Bearer <key>), checked against scrm.ApiToken's hashed keys. First, so
+        # a refused or missing key is answered 401 with a WWW-Authenticate challenge (DRF asks the first class).
+        "scrm.authentication.ApiTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
-        "rest_framework.authentication.TokenAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["scrm.permissions.ModelPermissions"],
+    # Scopes first: a token that lacks a scope is told which, before model permissions are looked at.
+    "DEFAULT_PERMISSION_CLASSES": ["scrm.permissions.TokenScopes", "scrm.permissions.ModelPermissions"],
+    # Per token (or signed-in user) and per anonymous IP address; rates from the environment.
+    "DEFAULT_THROTTLE_CLASSES": ["scrm.permissions.UserRateThrottle", "scrm.permissions.AnonRateThrottle"],
     "DEFAULT_FILTER_BACKENDS": [
         "django_filters.rest_framework.DjangoFilterBackend",
         "rest_framework.filters.OrderingFilter",
@@ -192,7 +256,10 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "scrm.api.exception_handler",
-    "DEFAULT_THROTTLE_RATES": {},
+    "DEFAULT_THROTTLE_RATES": {
+        "user": env.str("SCRM_API_THROTTLE_USER", default="1000/min"),
+        "anon": env.str("SCRM_API_THROTTLE_ANON", default="30/min"),
+    },
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
 }
 SPECTACULAR_SETTINGS = {

@@ -173,3 +173,10 @@ def celery_worker_process(transactional_db, tmp_path):
             pass
         process.wait(timeout=10)
     override.__exit__(None, None, None)
+
+
+@pytest.fixture(autouse=True)
+def _api_throttling_off(settings):
+    """The API's rate limits (scrm.permissions) are off in tests, which make thousands of requests from one
+    client; tests/test_security.py turns them on with low rates."""
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"user": None, "anon": None}}

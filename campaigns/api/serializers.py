@@ -28,6 +28,8 @@ from campaigns.policy import PRESETS
 from communities.models import Community
 from contacts.api.serializers import UserSummarySerializer, VisibleContactField
 from contacts.models import Contact, Tag
+from scrm import limits
+from scrm.limits import SafeSerializerMixin
 
 User = get_user_model()
 
@@ -44,11 +46,15 @@ class VariablesField(serializers.DictField):
     """Template variables: names mapped to text or numbers (the coupon code, the event date)."""
 
     def __init__(self, **kwargs):
-        kwargs.setdefault("child", serializers.JSONField())
+        kwargs.setdefault("child", limits.SafeJSONField())
         super().__init__(**kwargs)
 
     def to_internal_value(self, data):
         data = super().to_internal_value(data)
+        try:
+            limits.json_check(data)
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(exc.messages) from exc
         for key, value in data.items():
             if isinstance(value, bool) or not isinstance(value, str | int | float):
                 raise serializers.ValidationError(
@@ -60,11 +66,11 @@ class VariablesField(serializers.DictField):
 # --- Segments -------------------------------------------------------------------------------------
 
 
-class SegmentSerializer(serializers.ModelSerializer):
+class SegmentSerializer(SafeSerializerMixin, serializers.ModelSerializer):
     """A saved audience. ``rules`` is the rule tree (``{"op": "and", "rules": [...]}``); the live count is
     on the detail and on ``/segments/{id}/count/``, never on the list (it is a query per segment)."""
 
-    rules = serializers.JSONField()
+    rules = limits.SafeJSONField(max_depth=2 * limits.JSON_MAX_DEPTH)
     created_by = UserSummarySerializer(read_only=True)
 
     class Meta:
@@ -86,7 +92,7 @@ class SegmentDetailSerializer(SegmentSerializer):
 
 
 class SegmentPreviewSerializer(serializers.Serializer):
-    rules = serializers.JSONField()
+    rules = limits.SafeJSONField(max_depth=2 * limits.JSON_MAX_DEPTH)
 
 
 class SegmentFieldChoiceSerializer(serializers.Serializer):
@@ -109,7 +115,7 @@ class CountSerializer(serializers.Serializer):
 # --- Message templates ----------------------------------------------------------------------------
 
 
-class MessageTemplateSerializer(serializers.ModelSerializer):
+class MessageTemplateSerializer(SafeSerializerMixin, serializers.ModelSerializer):
     """A message or script. ``placeholders`` lists the ``{name}`` fields the body and subject use."""
 
     created_by = UserSummarySerializer(read_only=True)
@@ -146,7 +152,7 @@ class MessageTemplateSerializer(serializers.ModelSerializer):
 
 
 class TemplatePreviewSerializer(serializers.Serializer):
-    contact = serializers.IntegerField(help_text=_("A contact you may see."))
+    contact = serializers.IntegerField(min_value=1, max_value=limits.INT_MAX, help_text=_("A contact you may see."))
     variables = VariablesField(required=False, default=dict)
 
 
@@ -169,7 +175,7 @@ class TemplateCategorySerializer(serializers.Serializer):
 # --- Broadcasts -----------------------------------------------------------------------------------
 
 
-class BroadcastSerializer(serializers.ModelSerializer):
+class BroadcastSerializer(SafeSerializerMixin, serializers.ModelSerializer):
     """A mass send. Writes name the segment, template and communities by id; operators may use only the
     communities they run, and their broadcasts reach only their own contacts."""
 
@@ -199,6 +205,9 @@ class BroadcastSerializer(serializers.ModelSerializer):
             "defer_quiet_hours",
             "conversion_window_days",
             "total_targeted",
+            "audience_rules",
+            "audience_count",
+            "audience_frozen_at",
             "created_by",
             "approved_by",
             "approved_at",
@@ -211,6 +220,9 @@ class BroadcastSerializer(serializers.ModelSerializer):
         read_only_fields = [
             "status",
             "total_targeted",
+            "audience_rules",
+            "audience_count",
+            "audience_frozen_at",
             "approved_at",
             "started_at",
             "finished_at",
@@ -221,7 +233,7 @@ class BroadcastSerializer(serializers.ModelSerializer):
 
 
 class BroadcastSubmitSerializer(serializers.Serializer):
-    scheduled_at = serializers.DateTimeField(
+    scheduled_at = limits.SafeDateTimeField(
         required=False, allow_null=True, help_text=_("When to send; default: the broadcast's own time, else now.")
     )
 
@@ -250,7 +262,7 @@ class BroadcastResultsSerializer(BroadcastProgressSerializer):
 # --- Deliveries and the outbox --------------------------------------------------------------------
 
 
-class DeliverySerializer(serializers.ModelSerializer):
+class DeliverySerializer(SafeSerializerMixin, serializers.ModelSerializer):
     contact_name = serializers.CharField(source="contact.name", read_only=True)
     automation = serializers.SerializerMethodField()
 
@@ -285,7 +297,7 @@ class DeliverySerializer(serializers.ModelSerializer):
         return run.automation_id if run is not None else None
 
 
-class OutboxMessageSerializer(serializers.ModelSerializer):
+class OutboxMessageSerializer(SafeSerializerMixin, serializers.ModelSerializer):
     broadcast = serializers.IntegerField(source="delivery.broadcast_id", read_only=True, allow_null=True)
     contact_name = serializers.CharField(source="contact.name", read_only=True)
 
@@ -323,7 +335,7 @@ class FrequencyCapSerializer(serializers.Serializer):
         return attrs
 
 
-class FrequencyPolicySerializer(serializers.ModelSerializer):
+class FrequencyPolicySerializer(SafeSerializerMixin, serializers.ModelSerializer):
     """The workspace sending policy with its caps."""
 
     caps = serializers.SerializerMethodField()
@@ -369,7 +381,7 @@ class FrequencyPolicyUpdateSerializer(serializers.Serializer):
 # --- Automations ----------------------------------------------------------------------------------
 
 
-class AutomationSerializer(serializers.ModelSerializer):
+class AutomationSerializer(SafeSerializerMixin, serializers.ModelSerializer):
     condition = serializers.PrimaryKeyRelatedField(queryset=Segment.objects.all(), required=False, allow_null=True)
     template = serializers.PrimaryKeyRelatedField(
         queryset=MessageTemplate.objects.all(), required=False, allow_null=True
@@ -378,7 +390,7 @@ class AutomationSerializer(serializers.ModelSerializer):
     owner = serializers.PrimaryKeyRelatedField(
         queryset=User.objects.filter(is_active=True), required=False, allow_null=True
     )
-    trigger_config = serializers.JSONField(required=False)
+    trigger_config = limits.SafeJSONField(required=False)
     variables = VariablesField(required=False)
     created_by = serializers.PrimaryKeyRelatedField(read_only=True)
 
@@ -407,7 +419,7 @@ class AutomationSerializer(serializers.ModelSerializer):
         read_only_fields = ["active_since", "created_at", "updated_at"]
 
 
-class AutomationRunSerializer(serializers.ModelSerializer):
+class AutomationRunSerializer(SafeSerializerMixin, serializers.ModelSerializer):
     automation_name = serializers.CharField(source="automation.name", read_only=True)
     contact_name = serializers.CharField(source="contact.name", read_only=True)
 
@@ -434,7 +446,7 @@ class AutomationRunSerializer(serializers.ModelSerializer):
 # --- Follow-up tasks ------------------------------------------------------------------------------
 
 
-class FollowUpTaskSerializer(serializers.ModelSerializer):
+class FollowUpTaskSerializer(SafeSerializerMixin, serializers.ModelSerializer):
     """A follow-up task. On create, ``assignee`` defaults to the caller; operators may assign tasks only to
     themselves, about contacts they own."""
 

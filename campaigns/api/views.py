@@ -76,13 +76,25 @@ class SegmentViewSet(ValidSerializerMixin, viewsets.ModelViewSet):
         segment = services.segment_create(created_by=self.request.user, **serializer.validated_data)
         serializer.instance = self.get_queryset().get(pk=segment.pk)
 
+    def get_object(self):
+        segment = super().get_object()
+        # Shared for reading; changing or deleting is for the author and managers. Checked before the body
+        # is read, so a refused edit says nothing about the body.
+        if self.request.method not in ("GET", "HEAD", "OPTIONS") and not services.segment_may_change(
+            segment=segment, user=self.request.user
+        ):
+            raise exceptions.PermissionDenied(_("Only the segment's author or a manager can change or delete it."))
+        return segment
+
     def perform_update(self, serializer):
-        segment = services.segment_update(segment=serializer.instance, **serializer.validated_data)
+        segment = services.segment_update(
+            segment=serializer.instance, user=self.request.user, **serializer.validated_data
+        )
         serializer.instance = self.get_queryset().get(pk=segment.pk)
 
     def perform_destroy(self, instance):
         try:
-            instance.delete()
+            services.segment_delete(segment=instance, user=self.request.user)
         except ProtectedError as exc:
             raise Conflict(_("This segment is used by broadcasts or automations, so it cannot be deleted.")) from exc
 

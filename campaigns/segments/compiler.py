@@ -16,6 +16,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from contacts.models import Contact
+from scrm import limits
 
 from ..models import Segment
 from .fields import SEGMENT_FIELDS, RuleValueError, show_value
@@ -162,6 +163,14 @@ class _Parser:
 
 
 def _parse(rules: Any, *, check_ids: bool) -> dict:
+    if isinstance(rules, dict | list):
+        try:
+            # Before anything reads the tree: no NUL (PostgreSQL refuses it), no stack-deep nesting, no
+            # megabytes. A group is two levels ({"rules": [...]}), so the depth allows the parser's own
+            # nesting limit to answer first, with its clearer message.
+            limits.json_check(rules, max_depth=2 * limits.JSON_MAX_DEPTH)
+        except ValidationError as exc:
+            raise ValidationError({"rules": exc.messages}) from None
     parser = _Parser()
     normalised = parser.root(rules)
     if check_ids and not parser.errors:

@@ -89,7 +89,12 @@ def _segment_editor_context(request: HttpRequest, form: SegmentForm, segment: Se
         "form": form,
         "segment": segment,
         "builder_data": _segment_builder_data(request.user),
-        "can_change": request.user.has_perm("campaigns.change_segment" if segment else "campaigns.add_segment"),
+        "can_change": (
+            request.user.has_perm("campaigns.change_segment")
+            and services.segment_may_change(segment=segment, user=request.user)
+            if segment
+            else request.user.has_perm("campaigns.add_segment")
+        ),
         "count": _saved_count(segment, request.user) if segment and not form.is_bound else None,
     }
 
@@ -147,12 +152,14 @@ def segment_edit(request: HttpRequest, pk: int) -> HttpResponse:
     """The segment's page: its live count and, for those who may change it, the editor."""
     segment = get_object_or_404(selectors.segment_list(request.user), pk=pk)
     if request.method == "POST":
-        if not request.user.has_perm("campaigns.change_segment"):
+        if not request.user.has_perm("campaigns.change_segment") or not services.segment_may_change(
+            segment=segment, user=request.user
+        ):
             raise PermissionDenied
         form = SegmentForm(request.POST)
         if form.is_valid():
             try:
-                segment = services.segment_update(segment=segment, **form.cleaned_data)
+                segment = services.segment_update(segment=segment, user=request.user, **form.cleaned_data)
             except ValidationError as exc:
                 attach_service_errors(form, exc)
             else:

@@ -8,6 +8,8 @@ from rest_framework import serializers
 
 from communities.models import Community, Membership
 from contacts.api.serializers import VisibleContactField
+from scrm import limits
+from scrm.limits import SafeSerializerMixin
 
 User = get_user_model()
 
@@ -18,7 +20,7 @@ class VisibleCommunityField(serializers.PrimaryKeyRelatedField):
         return Community.objects.visible_to(self.context["request"].user)
 
 
-class CommunitySerializer(serializers.ModelSerializer):
+class CommunitySerializer(SafeSerializerMixin, serializers.ModelSerializer):
     member_count = serializers.IntegerField(read_only=True)
     owner = serializers.PrimaryKeyRelatedField(
         queryset=User.objects.filter(is_active=True), required=False, allow_null=True
@@ -50,7 +52,7 @@ class CommunitySerializer(serializers.ModelSerializer):
         return owner
 
 
-class MembershipSerializer(serializers.ModelSerializer):
+class MembershipSerializer(SafeSerializerMixin, serializers.ModelSerializer):
     community = VisibleCommunityField()
     contact = VisibleContactField()
     invited_by = VisibleContactField(required=False, allow_null=True)
@@ -75,4 +77,4 @@ class MembershipSerializer(serializers.ModelSerializer):
 
 
 class LeaveSerializer(serializers.Serializer):
-    left_at = serializers.DateTimeField(required=False)
+    left_at = limits.SafeDateTimeField(required=False)

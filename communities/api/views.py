@@ -30,7 +30,9 @@ class CommunityViewSet(viewsets.ModelViewSet):
     def perform_update(self, serializer):
         data = dict(serializer.validated_data)
         admins = data.pop("admins", None)
-        community = services.community_update(community=serializer.instance, admins=admins, **data)
+        community = services.community_update(
+            community=serializer.instance, actor=self.request.user, admins=admins, **data
+        )
         serializer.instance = self.get_queryset().get(pk=community.pk)
 
 

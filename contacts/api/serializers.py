@@ -10,6 +10,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from communities.models import Community
 from contacts.models import (
     Channel,
     ChannelSpend,
@@ -24,6 +25,8 @@ from contacts.models import (
 )
 from contacts.phones import normalize_phone
 from contacts.services import CONTACT_EDITABLE_FIELDS
+from scrm import limits
+from scrm.limits import SafeSerializerMixin
 
 User = get_user_model()
 
@@ -36,7 +39,7 @@ class VisibleContactField(serializers.PrimaryKeyRelatedField):
         return Contact.objects.live().visible_to(self.context["request"].user)
 
 
-class UserSummarySerializer(serializers.ModelSerializer):
+class UserSummarySerializer(SafeSerializerMixin, serializers.ModelSerializer):
     name = serializers.SerializerMethodField()
 
     class Meta:
@@ -47,13 +50,13 @@ class UserSummarySerializer(serializers.ModelSerializer):
         return user.get_full_name() or user.username
 
 
-class TagGroupSerializer(serializers.ModelSerializer):
+class TagGroupSerializer(SafeSerializerMixin, serializers.ModelSerializer):
     class Meta:
         model = TagGroup
         fields = ["id", "name", "description", "exclusive", "sort_order"]
 
 
-class TagSerializer(serializers.ModelSerializer):
+class TagSerializer(SafeSerializerMixin, serializers.ModelSerializer):
     group_name = serializers.CharField(source="group.name", read_only=True)
 
     class Meta:
@@ -61,7 +64,7 @@ class TagSerializer(serializers.ModelSerializer):
         fields = ["id", "group", "group_name", "name", "color"]
 
 
-class TagSummarySerializer(serializers.ModelSerializer):
+class TagSummarySerializer(SafeSerializerMixin, serializers.ModelSerializer):
     group = serializers.CharField(source="group.name", read_only=True)
 
     class Meta:
@@ -69,13 +72,13 @@ class TagSummarySerializer(serializers.ModelSerializer):
         fields = ["id", "group", "name", "color"]
 
 
-class ChannelSerializer(serializers.ModelSerializer):
+class ChannelSerializer(SafeSerializerMixin, serializers.ModelSerializer):
     class Meta:
         model = Channel
         fields = ["id", "name", "kind", "description", "is_active", "created_at"]
 
 
-class ChannelSpendSerializer(serializers.ModelSerializer):
+class ChannelSpendSerializer(SafeSerializerMixin, serializers.ModelSerializer):
     class Meta:
         model = ChannelSpend
         fields = ["id", "channel", "start_date", "end_date", "amount", "note", "created_at"]
@@ -87,13 +90,13 @@ class ChannelSpendSerializer(serializers.ModelSerializer):
         return attrs
 
 
-class ProductSerializer(serializers.ModelSerializer):
+class ProductSerializer(SafeSerializerMixin, serializers.ModelSerializer):
     class Meta:
         model = Product
         fields = ["id", "sku", "name", "price", "repurchase_cycle_days", "is_active"]
 
 
-class ContactSerializer(serializers.ModelSerializer):
+class ContactSerializer(SafeSerializerMixin, serializers.ModelSerializer):
     """A contact as the API shows it; writes accept the editable fields plus ``tag_ids``."""
 
     phone = serializers.CharField(required=False, allow_blank=True, allow_null=True, max_length=32)
@@ -106,8 +109,8 @@ class ContactSerializer(serializers.ModelSerializer):
     )
     referred_by = VisibleContactField(required=False, allow_null=True)
     marketing_consent = serializers.BooleanField(required=False)
-    consent_source = serializers.CharField(required=False, allow_blank=True, max_length=64)
-    acquired_at = serializers.DateTimeField(required=False)
+    consent_source = limits.SafeCharField(required=False, allow_blank=True, max_length=64)
+    acquired_at = limits.SafeDateTimeField(required=False)
 
     class Meta:
         model = Contact
@@ -162,6 +165,10 @@ class ContactSerializer(serializers.ModelSerializer):
         except DjangoValidationError as exc:
             raise serializers.ValidationError(exc.messages) from exc
 
+    def validate_birthday(self, value):
+        limits.not_in_future_check(value)
+        return value
+
     def validate_owner(self, owner):
         user = self.context["request"].user
         if owner is not None and owner != user and not Contact.objects.sees_all(user):
@@ -178,7 +185,9 @@ class BulkTagSerializer(serializers.Serializer):
     """Contacts and tags of a bulk (un)tag. Every id must be a contact the user may see, or the request is
     rejected as a whole (``services.contacts_bulk_tag``)."""
 
-    contact_ids = serializers.ListField(child=serializers.IntegerField(), min_length=1, max_length=100000)
+    contact_ids = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=limits.INT_MAX), min_length=1, max_length=100000
+    )
     tag_ids = serializers.PrimaryKeyRelatedField(
         queryset=Tag.objects.select_related("group"), many=True, allow_empty=False
     )
@@ -189,7 +198,9 @@ class MergeSerializer(serializers.Serializer):
 
 
 class ReassignSerializer(serializers.Serializer):
-    contact_ids = serializers.ListField(child=serializers.IntegerField(), min_length=1, max_length=100000)
+    contact_ids = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=limits.INT_MAX), min_length=1, max_length=100000
+    )
     owner = serializers.PrimaryKeyRelatedField(queryset=User.objects.filter(is_active=True))
 
 
@@ -200,25 +211,25 @@ class HandoverSerializer(serializers.Serializer):
 
 
 class ConsentSerializer(serializers.Serializer):
-    source = serializers.CharField(max_length=64)
+    source = limits.SafeCharField(max_length=64)
 
 
-class PurchaseItemSerializer(serializers.ModelSerializer):
+class PurchaseItemSerializer(SafeSerializerMixin, serializers.ModelSerializer):
     product = serializers.SlugRelatedField(slug_field="sku", queryset=Product.objects.all())
     unit_price = serializers.DecimalField(max_digits=12, decimal_places=2, required=False, min_value=0)
-    quantity = serializers.IntegerField(min_value=1, default=1)
+    quantity = serializers.IntegerField(min_value=1, max_value=limits.INT_MAX, default=1)
 
     class Meta:
         model = PurchaseItem
         fields = ["product", "quantity", "unit_price"]
 
 
-class PurchaseSerializer(serializers.ModelSerializer):
+class PurchaseSerializer(SafeSerializerMixin, serializers.ModelSerializer):
     """An order. On create, name the contact by ``contact`` (id) or ``contact_external_id``; items name
     products by SKU."""
 
     contact = VisibleContactField(required=False)
-    contact_external_id = serializers.CharField(write_only=True, required=False)
+    contact_external_id = limits.SafeCharField(write_only=True, required=False, max_length=64)
     items = PurchaseItemSerializer(many=True, required=False)
     amount = serializers.DecimalField(max_digits=12, decimal_places=2, min_value=0)
 
@@ -241,6 +252,10 @@ class PurchaseSerializer(serializers.ModelSerializer):
         validators = []
         extra_kwargs = {"external_order_id": {"validators": []}}
 
+    def validate_purchased_at(self, value):
+        limits.not_in_future_check(value)
+        return value
+
     def validate(self, attrs):
         external_id = attrs.pop("contact_external_id", None)
         if external_id and not attrs.get("contact"):
@@ -256,11 +271,20 @@ class PurchaseSerializer(serializers.ModelSerializer):
 
 
 class RefundSerializer(serializers.Serializer):
-    refunded_at = serializers.DateTimeField(required=False)
+    refunded_at = limits.SafeDateTimeField(required=False)
 
 
-class TouchpointSerializer(serializers.ModelSerializer):
+@extend_schema_field(OpenApiTypes.INT)
+class VisibleCommunityField(serializers.PrimaryKeyRelatedField):
+    """A community the caller may see; any other id is answered like an unknown one."""
+
+    def get_queryset(self):
+        return Community.objects.visible_to(self.context["request"].user)
+
+
+class TouchpointSerializer(SafeSerializerMixin, serializers.ModelSerializer):
     contact = VisibleContactField()
+    community = VisibleCommunityField(required=False, allow_null=True)
 
     class Meta:
         model = Touchpoint
@@ -268,7 +292,7 @@ class TouchpointSerializer(serializers.ModelSerializer):
         extra_kwargs = {"occurred_at": {"required": False}, "staff": {"read_only": True}}
 
 
-class ImportJobSerializer(serializers.ModelSerializer):
+class ImportJobSerializer(SafeSerializerMixin, serializers.ModelSerializer):
     progress_percent = serializers.IntegerField(read_only=True)
 
     class Meta:

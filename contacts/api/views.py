@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from django.contrib.auth import get_user_model
 from django.db import transaction
+from django.db.models import ProtectedError
 from django.http import StreamingHttpResponse
 from django.utils import timezone
+from django.utils.translation import gettext as _
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import mixins, serializers, status, viewsets
@@ -17,6 +19,7 @@ from rest_framework.response import Response
 from contacts import selectors, services
 from contacts.filtersets import ContactFilterSet, PurchaseFilterSet, TouchpointFilterSet
 from contacts.models import Channel, ChannelSpend, Contact, ImportJob, Product, Tag, TagGroup
+from scrm.exceptions import ConflictError
 
 from . import serializers as s
 
@@ -222,31 +225,45 @@ class ImportJobViewSet(viewsets.ReadOnlyModelViewSet):
         return qs
 
 
-class TagGroupViewSet(viewsets.ModelViewSet):
+class ReferencedDeleteMixin:
+    """Reference data (channels, products, tag groups) that contacts, orders or codes still point to is
+    kept: ``DELETE`` answers 409 and says why, instead of failing on the protected foreign key."""
+
+    def perform_destroy(self, instance):
+        try:
+            instance.delete()
+        except ProtectedError as exc:
+            raise ConflictError(
+                _("“%(name)s” is still in use (by %(count)d records), so it cannot be deleted; deactivate it instead.")
+                % {"name": str(instance), "count": len(exc.protected_objects)}
+            ) from exc
+
+
+class TagGroupViewSet(ReferencedDeleteMixin, viewsets.ModelViewSet):
     queryset = TagGroup.objects.all()
     serializer_class = s.TagGroupSerializer
     filterset_fields = ["exclusive"]
 
 
-class TagViewSet(viewsets.ModelViewSet):
+class TagViewSet(ReferencedDeleteMixin, viewsets.ModelViewSet):
     queryset = Tag.objects.select_related("group")
     serializer_class = s.TagSerializer
     filterset_fields = ["group"]
 
 
-class ChannelViewSet(viewsets.ModelViewSet):
+class ChannelViewSet(ReferencedDeleteMixin, viewsets.ModelViewSet):
     queryset = Channel.objects.all()
     serializer_class = s.ChannelSerializer
     filterset_fields = ["kind", "is_active"]
 
 
-class ChannelSpendViewSet(viewsets.ModelViewSet):
+class ChannelSpendViewSet(ReferencedDeleteMixin, viewsets.ModelViewSet):
     queryset = ChannelSpend.objects.select_related("channel")
     serializer_class = s.ChannelSpendSerializer
     filterset_fields = ["channel"]
 
 
-class ProductViewSet(viewsets.ModelViewSet):
+class ProductViewSet(ReferencedDeleteMixin, viewsets.ModelViewSet):
     queryset = Product.objects.all()
     serializer_class = s.ProductSerializer
     filterset_fields = ["is_active", "sku"]

@@ -15,6 +15,7 @@ from django.core.exceptions import ValidationError
 from django.utils.translation import gettext as _
 from phonenumbers import PhoneMetadata
 
+from scrm import limits
 from scrm.csv_writer import FORMULA_START
 
 from ..phones import _CN_MOBILE, _SEPARATORS, normalize_phone
@@ -148,8 +149,10 @@ def _text(raw: str, max_length: int) -> str:
         raise _CellError(
             _("At most %(max)d characters (this has %(length)d).") % {"max": max_length, "length": len(raw)}
         )
-    if "\x00" in raw:
-        raise _CellError(_("Contains a NUL character."))
+    try:
+        limits.text_check(raw)
+    except ValidationError:
+        raise _CellError(_("Contains a NUL character.")) from None
     return raw
 
 
@@ -170,12 +173,25 @@ def _datetime(raw: str, tz: dt.tzinfo) -> dt.datetime:
             raise _CellError(_("“%(value)s” is not a valid date.") % {"value": raw}) from None
     if value.tzinfo is None:
         value = value.replace(tzinfo=tz)
-    if value.year < 1900:
-        raise _CellError(_("“%(value)s” is too far in the past.") % {"value": raw})
+    if not limits.date_in_range(value):
+        raise _CellError(
+            _("“%(value)s” is outside %(min)s–%(max)s.")
+            % {"value": raw, "min": limits.DATE_MIN.isoformat(), "max": limits.DATE_MAX.isoformat()}
+        )
     return value
 
 
 def _date(raw: str) -> dt.date:
+    value = _date_parse(raw)
+    if not limits.date_in_range(value):
+        raise _CellError(
+            _("“%(value)s” is outside %(min)s–%(max)s.")
+            % {"value": raw, "min": limits.DATE_MIN.isoformat(), "max": limits.DATE_MAX.isoformat()}
+        )
+    return value
+
+
+def _date_parse(raw: str) -> dt.date:
     try:
         return dt.date.fromisoformat(raw)
     except ValueError:

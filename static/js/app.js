@@ -33,4 +33,10 @@
       refreshCount(target.name);
     }
   });
+
+  // Read-only values to copy (the WeCom callback URL): <input readonly data-select-on-click>. An event
+  // listener rather than an onclick attribute, which the Content-Security-Policy forbids.
+  document.addEventListener("click", function (event) {
+    if (event.target.matches("input[data-select-on-click]")) event.target.select();
+  });
 })();

@@ -477,11 +477,11 @@ def test_managers_admins_and_integrators_may_read_the_reports(request, a_communi
 
 
 def test_a_token_authenticates(integrator, a_community):
-    from rest_framework.authtoken.models import Token
+    from scrm.authentication import api_token_create
 
-    token = Token.objects.create(user=integrator)
+    _token, key = api_token_create(user=integrator, name="test", scopes=["analytics"])
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
     assert client.get(f"{API}kpis/").status_code == 200
 
 

@@ -652,16 +652,16 @@ def test_segment_create_reports_every_bad_field(manager):
 
 def test_segment_update_validates_rules_and_refuses_unknown_fields(manager):
     segment = SegmentFactory(name="旧", created_by=manager)
-    segment_update(segment=segment, name="新", rules=group("or", rule("region", "in", ["上海"])))
+    segment_update(segment=segment, user=manager, name="新", rules=group("or", rule("region", "in", ["上海"])))
     segment.refresh_from_db()
     assert segment.name == "新"
     assert segment.rules == {"op": "or", "rules": [{"field": "region", "operator": "in", "value": ["上海"]}]}
 
     with pytest.raises(ValidationError) as bad_rules:
-        segment_update(segment=segment, rules=group("and", rule("stage", "contains", ["lead"])))
+        segment_update(segment=segment, user=manager, rules=group("and", rule("stage", "contains", ["lead"])))
     assert "rules" in bad_rules.value.message_dict
     with pytest.raises(ValidationError) as bad_field:
-        segment_update(segment=segment, created_by=None)
+        segment_update(segment=segment, user=manager, created_by=None)
     assert "created_by" in bad_field.value.message_dict
     segment.refresh_from_db()
     assert segment.rules["op"] == "or"

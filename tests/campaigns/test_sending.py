@@ -447,8 +447,8 @@ def test_the_audience_of_an_approved_broadcast_cannot_be_edited(manager, templat
     services.broadcast_submit(broadcast=broadcast, user=manager)
     narrower = {"op": "and", "rules": [{"field": "region", "operator": "eq", "value": "北京"}]}
     with pytest.raises(ValidationError) as refused:
-        segment_update(segment=segment, rules=narrower)
+        segment_update(segment=segment, user=manager, rules=narrower)
     assert "rules" in refused.value.message_dict
-    segment_update(segment=segment, name="Everyone (renamed)")
+    segment_update(segment=segment, user=manager, name="Everyone (renamed)")
     services.broadcast_cancel(broadcast=broadcast, user=manager)
-    assert segment_update(segment=segment, rules=narrower).rules == narrower
+    assert segment_update(segment=segment, user=manager, rules=narrower).rules == narrower

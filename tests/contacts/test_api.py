@@ -4,10 +4,10 @@ import datetime as dt
 from decimal import Decimal
 
 import pytest
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from contacts.models import Contact, Purchase
+from scrm.authentication import api_token_create
 from tests.factories import (
     ChannelFactory,
     ChannelSpendFactory,
@@ -39,10 +39,10 @@ def test_anonymous_requests_are_refused():
 
 
 def test_integrator_authenticates_with_a_token(integrator):
-    token = Token.objects.create(user=integrator)
+    _token, key = api_token_create(user=integrator, name="test", scopes=["read"])
     ContactFactory()
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
     response = client.get("/api/v1/contacts/")
     assert response.status_code == 200 and response.json()["count"] == 1
 
