@@ -9,3 +9,6 @@ class CampaignsConfig(AppConfig):
 
     name = "campaigns"
     verbose_name = _("Campaigns")
+
+    def ready(self) -> None:
+        from . import signals  # noqa: F401 - connects the receivers

@@ -24,7 +24,7 @@ from scrm.exceptions import ConflictError
 
 from .models import Channel, Contact, ContactTag, Product, Purchase, PurchaseItem, Tag, Touchpoint
 from .phones import normalize_phone
-from .signals import contact_tags_changed
+from .signals import contact_erased, contact_tags_changed
 
 User = get_user_model()
 
@@ -285,27 +285,33 @@ def contact_merge(*, primary: Contact, duplicate: Contact, actor: User | None = 
 @transaction.atomic
 def contact_erase(*, contact: Contact, actor: User | None = None) -> Contact:
     """Erase a contact's personal data (PIPL right to erasure). The row stays, anonymous, so that the
-    purchases it made still count in historical totals; tags and interaction details go."""
+    purchases it made still count in historical totals; tags and interaction details go, and every app
+    scrubs what it keeps about the person (``contacts.signals.contact_erased``), all in one transaction."""
     from communities.models import Membership
 
-    Contact.objects.filter(pk=contact.pk).update(
-        name="",
-        phone=None,
-        email="",
-        external_id=None,
-        wecom_external_userid=None,
-        wechat_unionid=None,
-        birthday=None,
-        city="",
-        occupation="",
-        attributes={},
-        marketing_consent=False,
-        consent_source="",
-        erased_at=timezone.now(),
-    )
-    ContactTag.objects.filter(contact=contact).delete()
-    Touchpoint.objects.filter(contact=contact).update(metadata={})
-    Membership.objects.filter(contact=contact, left_at__isnull=True).update(left_at=timezone.now())
+    with transaction.atomic():
+        Contact.objects.filter(pk=contact.pk).update(
+            name="",
+            phone=None,
+            email="",
+            external_id=None,
+            wecom_external_userid=None,
+            wechat_unionid=None,
+            gender=Contact.Gender.UNKNOWN,
+            birthday=None,
+            region="",
+            city="",
+            occupation="",
+            attributes={},
+            marketing_consent=False,
+            consent_source="",
+            erased_at=timezone.now(),
+        )
+        ContactTag.objects.filter(contact=contact).delete()
+        Touchpoint.objects.filter(contact=contact).update(metadata={})
+        Purchase.objects.filter(contact=contact).update(source="")
+        Membership.objects.filter(contact=contact, left_at__isnull=True).update(left_at=timezone.now())
+        contact_erased.send(sender=Contact, contact_id=contact.pk, actor=actor)
     contact.refresh_from_db()
     return contact
 

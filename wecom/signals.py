@@ -5,14 +5,16 @@ from __future__ import annotations
 import logging
 
 from django.db import transaction
+from django.db.models import CharField, Value
+from django.db.models.functions import Cast, Concat
 from django.db.models.signals import post_save, pre_delete
 from django.dispatch import receiver
 
-from contacts.models import ContactTag, Tag
-from contacts.signals import contact_tags_changed
+from contacts.models import Contact, ContactTag, Tag
+from contacts.signals import contact_erased, contact_tags_changed
 
 from .corp_tags import is_pulling
-from .models import CorpTagGroupLink, CorpTagLink
+from .models import CallbackEvent, CorpTagGroupLink, CorpTagLink, FollowRelationship
 
 logger = logging.getLogger(__name__)
 
@@ -71,3 +73,15 @@ def _enqueue(task, *args) -> None:
         task.delay(*args)
     except Exception:  # the broker being down must not fail the write that committed; the next pull repairs
         logger.warning("could not enqueue %s", task.name, exc_info=True)
+
+
+@receiver(contact_erased, sender=Contact)
+def contact_wecom_scrub(sender, *, contact_id: int, **kwargs) -> None:
+    """The erased person's WeCom traces: the members' remarks and descriptions of them, their
+    external_userid on the follow rows (replaced by a placeholder that keeps the rows distinct), and the
+    inbox rows about them."""
+    follows = FollowRelationship.objects.filter(contact_id=contact_id)
+    external_ids = list(follows.values_list("external_userid", flat=True).distinct())
+    follows.update(remark="", description="", external_userid=Concat(Value("erased-"), Cast("pk", CharField())))
+    if external_ids:
+        CallbackEvent.objects.filter(external_userid__in=external_ids).delete()

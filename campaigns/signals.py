@@ -1,0 +1,22 @@
+"""What campaigns do when something happens to a contact."""
+
+from __future__ import annotations
+
+from django.dispatch import receiver
+
+from contacts.models import Contact
+from contacts.signals import contact_erased
+
+from .models import AutomationRun, Delivery, FollowUpTask, OutboxMessage
+
+ERASED = "—"
+
+
+@receiver(contact_erased, sender=Contact)
+def contact_messages_scrub(sender, *, contact_id: int, **kwargs) -> None:
+    """The erased person's rendered messages, follow-up task texts and error texts: scrubbed. The rows stay
+    (what was sent when, for the caps and the reports), without what they said about the person."""
+    OutboxMessage.objects.filter(contact_id=contact_id).update(subject="", body=ERASED)
+    FollowUpTask.objects.filter(contact_id=contact_id).update(title=ERASED, note="")
+    Delivery.objects.filter(contact_id=contact_id).update(error="")
+    AutomationRun.objects.filter(contact_id=contact_id).update(error="")

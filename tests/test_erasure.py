@@ -1,0 +1,106 @@
+"""PIPL erasure leaves the person nowhere: a marker planted in every field that can hold something about
+them is searched for in every text and JSON column of every table after the erasure."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+
+import pytest
+from django.apps import apps
+from django.db import models
+from django.db.models.functions import Cast
+from django.utils import timezone
+
+from campaigns.models import AutomationRun, Delivery, FollowUpTask, MessageTemplate, OutboxMessage
+from contacts import services
+from contacts.models import Contact
+from tests.factories import ContactFactory, PurchaseFactory, TagFactory, TouchpointFactory
+from wecom.models import CallbackEvent, FollowRelationship, StaffAccount
+
+pytestmark = pytest.mark.django_db
+
+MARKER = "ZQXMARKER"
+
+
+def _plant(manager) -> Contact:
+    contact = ContactFactory(
+        owner=manager,
+        name=f"王{MARKER}",
+        phone="+8613800138000",
+        email=f"{MARKER.lower()}@example.com",
+        external_id=f"ext-{MARKER}",
+        wecom_external_userid=f"wm{MARKER}",
+        wechat_unionid=f"un{MARKER}",
+        region=f"区{MARKER}",
+        city=f"市{MARKER}",
+        occupation=f"职{MARKER}",
+        attributes={"note": MARKER, "nested": {"deep": [MARKER]}},
+        birthday=dt.date(1990, 1, 1),
+        marketing_consent=True,
+        consent_source=f"src{MARKER}",
+    )
+    contact.tag_links.create(tag=TagFactory(name="vip"))
+    TouchpointFactory(contact=contact, metadata={"said": MARKER})
+    PurchaseFactory(contact=contact, source=f"s{MARKER}"[:32])
+    template = MessageTemplate.objects.create(name="t", body="{name}")
+    task = FollowUpTask.objects.create(assignee=manager, contact=contact, title=f"回访{MARKER}", note=MARKER)
+    run = AutomationRun.objects.create(
+        automation=_automation(template), contact=contact, key="k", due_at=timezone.now(), error=MARKER
+    )
+    delivery = Delivery.objects.create(
+        automation_run=run, contact=contact, medium="wecom", template=template, error=MARKER
+    )
+    OutboxMessage.objects.create(
+        delivery=delivery, contact=contact, medium="wecom", subject=MARKER, body=f"你好{MARKER}"
+    )
+    staff = StaffAccount.objects.create(userid="s1", user=manager)
+    FollowRelationship.objects.create(
+        contact=contact, staff=staff, external_userid=f"wm{MARKER}", remark=MARKER, description=MARKER
+    )
+    CallbackEvent.objects.create(
+        key=hashlib.sha256(MARKER.encode()).hexdigest(),
+        event="change_external_contact",
+        change_type="add_external_contact",
+        userid="s1",
+        external_userid=f"wm{MARKER}",
+        payload={"ExternalUserID": f"wm{MARKER}"},
+        message=f"<xml>{MARKER}</xml>",
+        status="done",
+    )
+    assert task.pk
+    return contact
+
+
+def _automation(template):
+    from campaigns.models import Automation
+
+    return Automation.objects.create(name="a", trigger="contact_created", action="send_template", template=template)
+
+
+def _places_holding(marker: str) -> list[str]:
+    """Every (model.field) whose text, or JSON as text, contains ``marker``."""
+    found = []
+    for model in apps.get_models():
+        for field in model._meta.concrete_fields:
+            if isinstance(field, models.JSONField):
+                rows = model._default_manager.annotate(_t=Cast(field.name, models.TextField())).filter(
+                    _t__contains=marker
+                )
+            elif isinstance(field, models.CharField | models.TextField):
+                rows = model._default_manager.filter(**{f"{field.name}__contains": marker})
+            else:
+                continue
+            if rows.exists():
+                found.append(f"{model._meta.label}.{field.name}")
+    return found
+
+
+def test_erasure_leaves_the_marker_in_no_table(manager):
+    contact = _plant(manager)
+    assert len(_places_holding(MARKER)) >= 15  # the search does find the planted marker
+    services.contact_erase(contact=contact, actor=manager)
+    assert _places_holding(MARKER) == []
+    contact.refresh_from_db()
+    assert contact.erased_at is not None
+    assert contact.purchases.count() == 1  # history stays, anonymous
