@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.dispatch import receiver
 
 from contacts.models import Contact
+from contacts.privacy import personal_data_section
 from contacts.signals import contact_erased
 
 from .models import AutomationRun, Delivery, FollowUpTask, OutboxMessage
@@ -20,3 +21,22 @@ def contact_messages_scrub(sender, *, contact_id: int, **kwargs) -> None:
     FollowUpTask.objects.filter(contact_id=contact_id).update(title=ERASED, note="")
     Delivery.objects.filter(contact_id=contact_id).update(error="")
     AutomationRun.objects.filter(contact_id=contact_id).update(error="")
+
+
+@personal_data_section("messages")
+def _messages(contact) -> list[dict]:
+    """What was sent to the person (or held back, and why), with the text as rendered."""
+    return list(
+        Delivery.objects.filter(contact=contact)
+        .order_by("created_at", "pk")
+        .values("created_at", "medium", "status", "reason", "sent_at", "outbox_message__body")
+    )
+
+
+@personal_data_section("follow_up_tasks")
+def _tasks(contact) -> list[dict]:
+    return list(
+        FollowUpTask.objects.filter(contact=contact)
+        .order_by("created_at", "pk")
+        .values("created_at", "title", "note", "due_at", "status", "done_at")
+    )

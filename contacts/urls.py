@@ -16,4 +16,5 @@ urlpatterns = [
     path("import/<int:pk>/rejected.csv", views.import_errors_csv, name="import_errors"),
     path("<int:pk>/", views.contact_detail, name="detail"),
     path("<int:pk>/tags/", views.contact_tag_change, name="tag_change"),
+    path("<int:pk>/personal-data/", views.contact_personal_data, name="personal_data"),
 ]

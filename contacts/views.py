@@ -14,7 +14,7 @@ from django.contrib.auth.decorators import login_required, permission_required
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -333,4 +333,20 @@ def import_errors_csv(request: HttpRequest, pk: int) -> StreamingHttpResponse:
     ]
     response = StreamingHttpResponse(csv_chunks(rows), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="import-{job.pk}-rejected.csv"'
+    return response
+
+
+@login_required
+@permission_required("contacts.export_contacts", raise_exception=True)
+def contact_personal_data(request: HttpRequest, pk: int) -> HttpResponse:
+    """Everything held about one person, for their access request: JSON, or ``?as=csv``."""
+    from .privacy import personal_data, personal_data_csv
+
+    contact = get_object_or_404(Contact.objects.visible_to(request.user), pk=pk)
+    if request.GET.get("as") == "csv":
+        response = StreamingHttpResponse(personal_data_csv(contact), content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="personal-data-{contact.pk}.csv"'
+        return response
+    response = JsonResponse(personal_data(contact), json_dumps_params={"ensure_ascii": False, "indent": 2})
+    response["Content-Disposition"] = f'attachment; filename="personal-data-{contact.pk}.json"'
     return response

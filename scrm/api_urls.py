@@ -9,6 +9,7 @@ from analytics.api import views as analytics_views
 from campaigns.api.urls import router as campaigns_router
 from communities.api.views import CommunityViewSet, MembershipViewSet
 from contacts.api import views as contact_views
+from contacts.api.privacy import PersonalDataView
 from wecom.api.urls import router as wecom_router
 
 router = DefaultRouter()
@@ -25,7 +26,12 @@ router.register("communities", CommunityViewSet, basename="community")
 router.register("memberships", MembershipViewSet, basename="membership")
 
 # Campaigns have their own router (it serves the singleton frequency-policy/ without an id).
-urlpatterns = router.urls + campaigns_router.urls
+urlpatterns = [
+    # Everything held about one person (PIPL access request), JSON or ?as=csv.
+    path("contacts/<int:pk>/personal-data/", PersonalDataView.as_view(), name="contact-personal-data"),
+    *router.urls,
+    *campaigns_router.urls,
+]
 # WeCom (企业微信): live codes, follow relationships, the callback inbox, sync runs, staff accounts.
 urlpatterns += wecom_router.urls
 

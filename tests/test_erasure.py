@@ -104,3 +104,31 @@ def test_erasure_leaves_the_marker_in_no_table(manager):
     contact.refresh_from_db()
     assert contact.erased_at is not None
     assert contact.purchases.count() == 1  # history stays, anonymous
+
+
+def test_the_personal_data_export_holds_every_section_and_is_scoped(manager, operator, other_operator):
+    from django.test import Client
+    from rest_framework.test import APIClient
+
+    contact = _plant(operator)
+    api = APIClient()
+    api.force_authenticate(operator)
+    data = api.get(f"/api/v1/contacts/{contact.pk}/personal-data/").json()
+    assert data["profile"][0]["name"] == f"王{MARKER}"
+    assert data["profile"][0]["attributes"]["nested"]["deep"] == [MARKER]
+    for section in ("tags", "touchpoints", "purchases", "messages", "follow_up_tasks", "wecom_follows"):
+        assert data[section], section
+    assert MARKER in data["messages"][0]["outbox_message__body"]
+    csv_response = api.get(f"/api/v1/contacts/{contact.pk}/personal-data/", {"as": "csv"})
+    body = b"".join(csv_response.streaming_content).decode("utf-8-sig")
+    assert body.startswith("section,row,field,value") and MARKER in body
+    page = Client()
+    page.force_login(operator)
+    assert page.get(f"/contacts/{contact.pk}/personal-data/").json()["contact_id"] == contact.pk
+    # Another operator's contact is "not found", on the page and in the API.
+    stranger = APIClient()
+    stranger.force_authenticate(other_operator)
+    assert stranger.get(f"/api/v1/contacts/{contact.pk}/personal-data/").status_code == 404
+    outsider = Client()
+    outsider.force_login(other_operator)
+    assert outsider.get(f"/contacts/{contact.pk}/personal-data/").status_code == 404

@@ -11,6 +11,7 @@ from django.db.models.signals import post_save, pre_delete
 from django.dispatch import receiver
 
 from contacts.models import Contact, ContactTag, Tag
+from contacts.privacy import personal_data_section
 from contacts.signals import contact_erased, contact_tags_changed
 
 from .corp_tags import is_pulling
@@ -85,3 +86,15 @@ def contact_wecom_scrub(sender, *, contact_id: int, **kwargs) -> None:
     follows.update(remark="", description="", external_userid=Concat(Value("erased-"), Cast("pk", CharField())))
     if external_ids:
         CallbackEvent.objects.filter(external_userid__in=external_ids).delete()
+
+
+@personal_data_section("wecom_follows")
+def _wecom_follows(contact) -> list[dict]:
+    """Who follows the person in WeCom, with their remarks."""
+    return list(
+        FollowRelationship.objects.filter(contact=contact)
+        .order_by("added_at", "pk")
+        .values(
+            "staff__userid", "external_userid", "remark", "description", "state", "added_at", "deleted_at", "ended_by"
+        )
+    )
