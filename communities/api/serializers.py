@@ -1,13 +1,12 @@
 from __future__ import annotations
 
 from django.contrib.auth import get_user_model
-from django.utils.translation import gettext as _
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from communities.models import Community, Membership
-from contacts.api.serializers import VisibleContactField
+from contacts.api.serializers import AssignableUserField, VisibleContactField
 from scrm import limits
 from scrm.limits import SafeSerializerMixin
 
@@ -22,9 +21,7 @@ class VisibleCommunityField(serializers.PrimaryKeyRelatedField):
 
 class CommunitySerializer(SafeSerializerMixin, serializers.ModelSerializer):
     member_count = serializers.IntegerField(read_only=True)
-    owner = serializers.PrimaryKeyRelatedField(
-        queryset=User.objects.filter(is_active=True), required=False, allow_null=True
-    )
+    owner = AssignableUserField(scope_model=Community, required=False, allow_null=True)
     admins = serializers.PrimaryKeyRelatedField(queryset=User.objects.filter(is_active=True), many=True, required=False)
 
     class Meta:
@@ -44,12 +41,6 @@ class CommunitySerializer(SafeSerializerMixin, serializers.ModelSerializer):
             "created_at",
         ]
         read_only_fields = ["created_at"]
-
-    def validate_owner(self, owner):
-        user = self.context["request"].user
-        if owner is not None and owner != user and not Community.objects.sees_all(user):
-            raise serializers.ValidationError(_("You can only create communities that you run."))
-        return owner
 
 
 class MembershipSerializer(SafeSerializerMixin, serializers.ModelSerializer):

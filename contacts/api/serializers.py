@@ -39,6 +39,21 @@ class VisibleContactField(serializers.PrimaryKeyRelatedField):
         return Contact.objects.live().visible_to(self.context["request"].user)
 
 
+@extend_schema_field(OpenApiTypes.INT)
+class AssignableUserField(serializers.PrimaryKeyRelatedField):
+    """An active user the caller may give a row of ``scope_model`` to: anyone, for a user who sees every
+    row of it; else only the caller. Any other id reads as "does not exist", like an unknown one."""
+
+    def __init__(self, *, scope_model, **kwargs):
+        self.scope_model = scope_model
+        super().__init__(**kwargs)
+
+    def get_queryset(self):
+        user = self.context["request"].user
+        users = User.objects.filter(is_active=True)
+        return users if self.scope_model.objects.sees_all(user) else users.filter(pk=user.pk)
+
+
 class UserSummarySerializer(SafeSerializerMixin, serializers.ModelSerializer):
     name = serializers.SerializerMethodField()
 
@@ -104,9 +119,7 @@ class ContactSerializer(SafeSerializerMixin, serializers.ModelSerializer):
     tag_ids = serializers.PrimaryKeyRelatedField(
         queryset=Tag.objects.select_related("group"), many=True, write_only=True, required=False
     )
-    owner = serializers.PrimaryKeyRelatedField(
-        queryset=User.objects.filter(is_active=True), required=False, allow_null=True
-    )
+    owner = AssignableUserField(scope_model=Contact, required=False, allow_null=True)
     referred_by = VisibleContactField(required=False, allow_null=True)
     marketing_consent = serializers.BooleanField(required=False)
     consent_source = limits.SafeCharField(required=False, allow_blank=True, max_length=64)
@@ -168,12 +181,6 @@ class ContactSerializer(SafeSerializerMixin, serializers.ModelSerializer):
     def validate_birthday(self, value):
         limits.not_in_future_check(value)
         return value
-
-    def validate_owner(self, owner):
-        user = self.context["request"].user
-        if owner is not None and owner != user and not Contact.objects.sees_all(user):
-            raise serializers.ValidationError(_("You can only assign contacts to yourself."))
-        return owner
 
 
 class ContactUpdateSerializer(ContactSerializer):
