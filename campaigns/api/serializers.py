@@ -66,44 +66,6 @@ class VariablesField(serializers.DictField):
 # --- Segments -------------------------------------------------------------------------------------
 
 
-def _rule_community_ids(node, path: str, found: dict[str, set[int]]) -> None:
-    if not isinstance(node, dict):
-        return
-    if node.get("field") == "community" and isinstance(node.get("value"), list):
-        ids = {int(v) for v in node["value"] if isinstance(v, int | str) and str(v).isdigit()}
-        found[f"{path}.value" if path else "value"] |= ids
-    for index, child in enumerate(node.get("rules") or [] if isinstance(node.get("rules"), list) else []):
-        _rule_community_ids(child, f"{path}.rules[{index}]" if path else f"rules[{index}]", found)
-
-
-def segment_rules_communities_check(rules, user):
-    """Communities named in segment rules must be ones ``user`` may see: any other id is answered as an
-    unknown one (the rule compiler only checks that ids exist). The structure is checked first, with the
-    compiler's own errors."""
-    from collections import defaultdict
-
-    from campaigns.segments import segment_q
-
-    try:
-        segment_q(rules)
-    except DjangoValidationError as exc:
-        raise serializers.ValidationError(exc.message_dict.get("rules", exc.messages)) from exc
-    found: dict[str, set[int]] = defaultdict(set)
-    _rule_community_ids(rules, "", found)
-    named = set().union(*found.values()) if found else set()
-    visible = set(Community.objects.visible_to(user).filter(pk__in=named).values_list("pk", flat=True))
-    errors = [
-        f"{path}: "
-        + _("unknown %(model)s ids: %(ids)s")
-        % {"model": Community._meta.verbose_name, "ids": ", ".join(map(str, sorted(ids - visible)))}
-        for path, ids in found.items()
-        if ids - visible
-    ]
-    if errors:
-        raise serializers.ValidationError(errors)
-    return rules
-
-
 class SegmentSerializer(SafeSerializerMixin, serializers.ModelSerializer):
     """A saved audience. ``rules`` is the rule tree (``{"op": "and", "rules": [...]}``); the live count is
     on the detail and on ``/segments/{id}/count/``, never on the list (it is a query per segment)."""
@@ -116,8 +78,8 @@ class SegmentSerializer(SafeSerializerMixin, serializers.ModelSerializer):
         fields = ["id", "name", "description", "rules", "created_by", "created_at", "updated_at"]
         read_only_fields = ["created_at", "updated_at"]
 
-    def validate_rules(self, rules):
-        return segment_rules_communities_check(rules, self.context["request"].user)
+    # The rules are checked by the segment services (``segment_rules_validate`` with the user): structure,
+    # and ids that exist and that the user may see.
 
 
 class SegmentDetailSerializer(SegmentSerializer):
@@ -134,9 +96,6 @@ class SegmentDetailSerializer(SegmentSerializer):
 
 class SegmentPreviewSerializer(serializers.Serializer):
     rules = limits.SafeJSONField(max_depth=2 * limits.JSON_MAX_DEPTH)
-
-    def validate_rules(self, rules):
-        return segment_rules_communities_check(rules, self.context["request"].user)
 
 
 class SegmentFieldChoiceSerializer(serializers.Serializer):

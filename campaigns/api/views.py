@@ -103,7 +103,7 @@ class SegmentViewSet(ValidSerializerMixin, viewsets.ModelViewSet):
     def preview(self, request):
         """The live count of unsaved ``rules``, among the contacts you may see."""
         data = self._valid(s.SegmentPreviewSerializer)
-        rules = segments.segment_rules_validate(data["rules"])
+        rules = segments.segment_rules_validate(data["rules"], user=request.user)
         return Response({"count": segments.segment_count(rules, user=request.user)})
 
     @extend_schema(responses=s.SegmentFieldSerializer(many=True), filters=False)

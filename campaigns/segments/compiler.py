@@ -144,11 +144,15 @@ class _Parser:
                 self.ids[spec.model][pk].append(self.join(path, "value"))
         return {"field": name, "operator": operator_name, "value": value}
 
-    def check_ids(self) -> None:
-        """One query per referenced model: ids that do not exist are errors at every place they appear."""
+    def check_ids(self, user=None) -> None:
+        """One query per referenced model: ids that do not exist — or, with ``user``, that the user may not
+        see (another operator's community) — are errors at every place they appear, with the same words."""
         for label, places in self.ids.items():
             model = apps.get_model(label)
-            existing = set(model._default_manager.filter(pk__in=list(places)).values_list("pk", flat=True))
+            rows = model._default_manager.all()
+            if user is not None and hasattr(rows, "visible_to"):
+                rows = rows.visible_to(user)
+            existing = set(rows.filter(pk__in=list(places)).values_list("pk", flat=True))
             missing: dict[str, list[int]] = defaultdict(list)
             for pk, paths in places.items():
                 if pk not in existing:
@@ -162,7 +166,7 @@ class _Parser:
                 )
 
 
-def _parse(rules: Any, *, check_ids: bool) -> dict:
+def _parse(rules: Any, *, check_ids: bool, user=None) -> dict:
     if isinstance(rules, dict | list):
         try:
             # Before anything reads the tree: no NUL (PostgreSQL refuses it), no stack-deep nesting, no
@@ -174,18 +178,20 @@ def _parse(rules: Any, *, check_ids: bool) -> dict:
     parser = _Parser()
     normalised = parser.root(rules)
     if check_ids and not parser.errors:
-        parser.check_ids()
+        parser.check_ids(user)
     if parser.errors or normalised is None:
         raise ValidationError({"rules": parser.errors or [_("invalid rules")]})
     return normalised
 
 
-def segment_rules_validate(rules: Any) -> dict:
+def segment_rules_validate(rules: Any, *, user=None) -> dict:
     """The normalised rules (ids deduplicated, amounts as text with two decimals, dates as YYYY-MM-DD,
     no value for valueless operators), or ``ValidationError({"rules": [...]})`` listing every problem
     with its path, e.g. ``rules[1].operator: unknown operator 'contains' for field 'stage'; one of in,
-    not_in``. Checks that referenced tags, channels, owners and communities exist (one query each)."""
-    return _parse(rules, check_ids=True)
+    not_in``. Checks that referenced tags, channels, owners and communities exist (one query each) and,
+    given ``user``, that they are ones the user may see (an operator naming another's community reads
+    "unknown", as for an id that does not exist)."""
+    return _parse(rules, check_ids=True, user=user)
 
 
 # --- Compilation -------------------------------------------------------------------------------

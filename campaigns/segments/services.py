@@ -24,7 +24,7 @@ LOCKED_STATUSES = (Broadcast.Status.PENDING_APPROVAL, Broadcast.Status.SCHEDULED
 SEGMENT_EDITABLE_FIELDS = ("name", "description", "rules")
 
 
-def _segment_errors(values: dict[str, Any]) -> dict[str, list[str]]:
+def _segment_errors(values: dict[str, Any], *, user=None) -> dict[str, list[str]]:
     errors: dict[str, list[str]] = {}
     if "name" in values:
         name = values["name"]
@@ -46,7 +46,7 @@ def _segment_errors(values: dict[str, Any]) -> dict[str, list[str]]:
             values["description"] = description.strip()
     if "rules" in values:
         try:
-            values["rules"] = segment_rules_validate(values["rules"])
+            values["rules"] = segment_rules_validate(values["rules"], user=user)
         except ValidationError as exc:
             errors.update(exc.message_dict)
     return errors
@@ -55,7 +55,7 @@ def _segment_errors(values: dict[str, Any]) -> dict[str, list[str]]:
 def segment_create(*, name: str, rules: dict, description: str = "", created_by) -> Segment:
     """A new saved audience with validated, normalised rules."""
     values = {"name": name, "description": description, "rules": rules}
-    errors = _segment_errors(values)
+    errors = _segment_errors(values, user=created_by)
     if errors:
         raise ValidationError(errors)
     with transaction.atomic():
@@ -105,7 +105,7 @@ def segment_update(*, segment: Segment, user, **fields: Any) -> Segment:
     if unknown:
         raise ValidationError({key: [_("This field cannot be set.")] for key in unknown})
     values = dict(fields)
-    errors = _segment_errors(values)
+    errors = _segment_errors(values, user=user)
     if errors:
         raise ValidationError(errors)
     with transaction.atomic():

@@ -134,3 +134,23 @@ def test_the_lock_message_names_only_broadcasts_the_user_may_see(operator, other
         message = str(refused.value.message_dict["rules"][0])
     assert "Mine" in message and "Secret plan" not in message
     assert "1 of other users" in message
+
+
+def test_rules_naming_another_operators_community_read_as_unknown_everywhere(operator, other_operator, manager):
+    from tests.factories import CommunityFactory
+
+    theirs = CommunityFactory(owner=other_operator)
+    rules = {"op": "and", "rules": [{"field": "community", "operator": "in", "value": [theirs.pk]}]}
+    with translation.override("en"), pytest.raises(ValidationError) as refused:
+        services.segment_create(name="x", rules=rules, created_by=operator)
+    with translation.override("en"), pytest.raises(ValidationError) as unknown:
+        services.segment_create(
+            name="x",
+            rules={**rules, "rules": [{**rules["rules"][0], "value": [theirs.pk + 1000]}]},
+            created_by=operator,
+        )
+    assert str(refused.value.message_dict["rules"][0]).replace(str(theirs.pk), "ID") == str(
+        unknown.value.message_dict["rules"][0]
+    ).replace(str(theirs.pk + 1000), "ID")
+    # A manager sees every community: the same rules are fine.
+    assert services.segment_create(name="x", rules=rules, created_by=manager).pk
