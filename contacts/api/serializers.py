@@ -109,6 +109,8 @@ class ProductSerializer(SafeSerializerMixin, serializers.ModelSerializer):
     class Meta:
         model = Product
         fields = ["id", "sku", "name", "price", "repurchase_cycle_days", "is_active"]
+        # The table's check constraint: a cycle is at least one day (or none).
+        extra_kwargs = {"repurchase_cycle_days": {"min_value": 1}}
 
 
 class ContactSerializer(SafeSerializerMixin, serializers.ModelSerializer):
