@@ -27,11 +27,10 @@ from analytics.forms import DRILL_PREFIX, DrillDownForm
 from analytics.models import ClvFit
 from communities.models import Community
 from communities.selectors import membership_list
-from scrm.csv_writer import Text, csv_chunks
 
 from . import selectors
 from .forms import BulkTagForm, ContactTagForm, DashboardContactFilterSet, ImportForm
-from .imports import CONTACT_COLUMNS, PURCHASE_COLUMNS, import_job_create
+from .imports import CONTACT_COLUMNS, PURCHASE_COLUMNS, import_job_create, rejected_rows_csv
 from .models import Contact, ContactTag, ImportJob
 from .services import contacts_bulk_tag, contacts_tag, contacts_untag
 
@@ -325,13 +324,12 @@ def import_progress(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 @permission_required("contacts.import_contacts", raise_exception=True)
 def import_errors_csv(request: HttpRequest, pk: int) -> StreamingHttpResponse:
-    """Every rejected row of an import as CSV (the page shows only the first few hundred)."""
+    """Every rejected row of an import as CSV, each problem beside the row's original cells (defused
+    against spreadsheet formulas); the page shows only the first few hundred."""
     job = get_object_or_404(ImportJob.objects.select_related("created_by").visible_to(request.user), pk=pk)
-    rows = [["line", "field", "message"]] + [
-        [error.get("line", ""), Text(error.get("field", "")), Text(error.get("message", ""))]
-        for error in job.errors or []
-    ]
-    response = StreamingHttpResponse(csv_chunks(rows), content_type="text/csv; charset=utf-8")
+    response = StreamingHttpResponse(
+        rejected_rows_csv(kind=job.kind, errors=job.errors or []), content_type="text/csv; charset=utf-8"
+    )
     response["Content-Disposition"] = f'attachment; filename="import-{job.pk}-rejected.csv"'
     return response
 

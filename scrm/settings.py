@@ -327,6 +327,9 @@ SCRM_GATEWAYS = {
     for medium in ("wecom", "group", "official_account", "sms", "email")
 }
 SCRM_GATEWAY_TIMEOUT = env.float("SCRM_GATEWAY_TIMEOUT", default=10.0)
+# Uploaded import files (and the original cells of their rejected rows) are deleted this many days after
+# the import finished (PIPL: kept no longer than needed).
+SCRM_IMPORT_RETENTION_DAYS = env.int("SCRM_IMPORT_RETENTION_DAYS", default=30)
 WECOM_API_BASE = env.str("WECOM_API_BASE", default="https://qyapi.weixin.qq.com/cgi-bin")
 WECOM_CORP_ID = env.str("WECOM_CORP_ID", default="")
 WECOM_CORP_SECRET = env.str("WECOM_CORP_SECRET", default="")

@@ -21,7 +21,8 @@ A rejected row writes nothing; valid rows are committed batch by batch; a crash 
 rolls that whole batch back. Re-importing a file is a no-op (rows are compared with what is stored and
 unchanged rows are not written), so an interrupted import can simply be run again.
 
-Where it lives: ``reading`` (encoding, CSV rows, header, cell parsers), ``writing`` (``COPY`` and bulk
+Where it lives: ``reading`` (encoding, CSV rows, header, cell parsers), ``rejected`` (the rejected-rows
+CSV), ``writing`` (``COPY`` and bulk
 inserts), ``driver`` (batches, the parsing thread, the report), ``contacts`` and ``purchases`` (one
 importer per kind), ``jobs`` (``import_csv`` and the queued ImportJob). This package re-exports the public
 names, so callers import from ``contacts.imports``.
@@ -33,9 +34,18 @@ from scrm.csv_writer import FORMULA_START
 
 from .contacts import CONTACT_COLUMNS, IMPORTED_FIELDS, _ContactImporter
 from .driver import BATCH_SIZE, ImportReport
-from .jobs import STALE_AFTER, import_csv, import_job_create, import_job_fail, import_job_run, import_jobs_sweep
+from .jobs import (
+    STALE_AFTER,
+    import_csv,
+    import_job_create,
+    import_job_fail,
+    import_job_files_delete,
+    import_job_run,
+    import_jobs_sweep,
+)
 from .purchases import PURCHASE_COLUMNS, _PurchaseImporter
 from .reading import ImportFileError
+from .rejected import rejected_row, rejected_rows_csv, rejected_rows_header
 
 __all__ = [
     "BATCH_SIZE",
@@ -51,6 +61,10 @@ __all__ = [
     "import_csv",
     "import_job_create",
     "import_job_fail",
+    "import_job_files_delete",
     "import_job_run",
     "import_jobs_sweep",
+    "rejected_row",
+    "rejected_rows_csv",
+    "rejected_rows_header",
 ]

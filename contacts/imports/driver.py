@@ -127,7 +127,13 @@ class _Run:
             parser.join()
         self.report.total_rows = self.report.processed_rows
 
-    def flush(self, batch: list[tuple[int, dict]], parse_errors: list[tuple[int, str, str]], rows_read: int) -> None:
+    def flush(
+        self,
+        batch: list[tuple[int, dict]],
+        parse_errors: list[tuple[int, str, str]],
+        rows_read: int,
+        cells_by_line: dict[int, list[str]],
+    ) -> None:
         result = _write_batch(self.importer, batch) if batch else _BatchResult()
         report = self.report
         report.created += result.created
@@ -136,9 +142,18 @@ class _Run:
         report.processed_rows = rows_read
         rejected_lines = set()
         for line, field_name, message in sorted(parse_errors + result.errors, key=lambda e: e[0]):
-            error = {"line": line, "field": field_name, "message": str(message)}
             rejected_lines.add(line)
-            if len(report.errors) < STORED_ERRORS:
+            keep = len(report.errors) < STORED_ERRORS
+            if not keep and not self.on_error:
+                continue
+            # The original row travels with its problems, so that the rejected-rows CSV can show it.
+            error = {
+                "line": line,
+                "field": field_name,
+                "message": str(message),
+                "row": self.original(cells_by_line[line]),
+            }
+            if keep:
                 report.errors.append(error)
             if self.on_error:
                 self.on_error(error)
@@ -146,17 +161,34 @@ class _Run:
         if self.on_progress:
             self.on_progress(report)
 
+    def original(self, cells: list[str]) -> dict[str, Any]:
+        """A rejected row's non-empty cells by column name (``extra``: cells beyond the header's columns)."""
+        count = len(cells)
+        row: dict[str, Any] = {
+            name: cells[index] for name, index in self.importer.index.items() if index < count and cells[index]
+        }
+        width = len(self.source.header)
+        if count > width and any(cells[width:]):
+            row["extra"] = cells[width:]
+        return row
+
 
 def _parse_batches(
     source: _CsvSource, importer: _Importer, batch_size: int
-) -> Iterator[tuple[list[tuple[int, dict]], list[tuple[int, str, str]], int]]:
-    """Yield ``(valid rows, problems of the invalid rows, rows read so far)`` batch by batch."""
+) -> Iterator[tuple[list[tuple[int, dict]], list[tuple[int, str, str]], int, dict[int, list[str]]]]:
+    """Yield ``(valid rows, problems of the invalid rows, rows read so far, cells by line)`` batch by batch;
+    the cells of the batch's rows are kept for the report of rows rejected when the batch is written."""
     batch: list[tuple[int, dict]] = []
     parse_errors: list[tuple[int, str, str]] = []
+    cells_by_line: dict[int, list[str]] = {}
     rows_read = 0
     width = len(source.header)
-    for line, cells in source.rows():
+    for line, cells, unreadable in source.rows():
         rows_read += 1
+        cells_by_line[line] = cells
+        if unreadable:
+            parse_errors.append((line, "row", unreadable))
+            continue
         if len(cells) > width and any(cell.strip() for cell in cells[width:]):
             message = _("This row has %(cells)d cells; the header names %(columns)d columns.")
             parse_errors.append((line, "row", message % {"cells": len(cells), "columns": width}))
@@ -167,9 +199,9 @@ def _parse_batches(
         else:
             batch.append((line, values))
         if len(batch) >= batch_size or len(parse_errors) >= batch_size:
-            yield batch, parse_errors, rows_read
-            batch, parse_errors = [], []
-    yield batch, parse_errors, rows_read
+            yield batch, parse_errors, rows_read, cells_by_line
+            batch, parse_errors, cells_by_line = [], [], {}
+    yield batch, parse_errors, rows_read, cells_by_line
 
 
 def _write_batch(importer: _Importer, batch: list[tuple[int, dict]]) -> _BatchResult:

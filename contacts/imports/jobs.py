@@ -10,8 +10,11 @@ import uuid
 from collections.abc import Callable
 from typing import IO
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import InterfaceError, OperationalError, connection, transaction
+from django.db.models import Q, Value
+from django.db.models.functions import Concat
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -56,7 +59,7 @@ def import_csv(
     source = _CsvSource(fileobj)
     try:
         importer = importer_class(header=source.header, actor=actor, use_copy=use_copy)
-        report = ImportReport(kind=kind, total_rows=max(0, source.line_breaks - 1), encoding=source.encoding)
+        report = ImportReport(kind=kind, total_rows=source.row_count, encoding=source.encoding)
         if on_start:
             on_start(report.total_rows)
         _Run(source=source, importer=importer, report=report, on_progress=on_progress, on_error=on_error).run(
@@ -188,11 +191,52 @@ def import_job_fail(*, job_id: int, message: str) -> ImportJob | None:
     return ImportJob.objects.filter(pk=job_id).first()
 
 
+def _retention() -> dt.timedelta | None:
+    """How long a finished job keeps its uploaded file (``SCRM_IMPORT_RETENTION_DAYS``, default 30;
+    ``None`` keeps files forever)."""
+    days = getattr(settings, "SCRM_IMPORT_RETENTION_DAYS", 30)
+    return None if days is None else dt.timedelta(days=days)
+
+
+def import_job_files_delete(*, now: dt.datetime | None = None) -> int:
+    """Delete the uploaded files of jobs finished longer ago than the retention period, with the original
+    cells of the rejected rows; the job keeps its counts and its report (line, field, message) and says
+    that the file was deleted.
+    Harmless when run twice at once: a conditional update claims each file before it is deleted."""
+    retention = _retention()
+    if retention is None:
+        return 0
+    cutoff = (now or timezone.now()) - retention
+    finished = ImportJob.objects.filter(status__in=[ImportJob.Status.DONE, ImportJob.Status.FAILED]).exclude(file="")
+    expired = finished.filter(
+        Q(finished_at__lt=cutoff) | Q(finished_at__isnull=True, created_at__lt=cutoff)
+    ).values_list("pk", "file")
+    note = " " + _("The uploaded file was deleted %(days)s days after the import.") % {"days": retention.days}
+    deleted = 0
+    for pk, name in list(expired):
+        # The rejected rows' original cells are copies of the file: they go with it (line, field and
+        # message stay, so the report still says what was wrong).
+        errors = ImportJob.objects.filter(pk=pk).values_list("errors", flat=True).first() or []
+        stripped = [{k: v for k, v in e.items() if k != "row"} for e in errors if isinstance(e, dict)]
+        claimed = ImportJob.objects.filter(pk=pk, file=name).update(
+            file="", errors=stripped, message=Concat("message", Value(note))
+        )
+        if not claimed:
+            continue  # another sweep claimed it
+        try:
+            ImportJob._meta.get_field("file").storage.delete(name)
+        except OSError:
+            logger.exception("could not delete the file %s of import job %s", name, pk)
+        deleted += 1
+    return deleted
+
+
 def import_jobs_sweep(*, requeue_after: dt.timedelta = dt.timedelta(minutes=10)) -> dict[str, int]:
     """Periodic clean-up, harmless when run twice at once. Jobs still QUEUED a while after they were
     created may have lost their enqueue (a crash between commit and ``on_commit``): they are enqueued
     again (a duplicate delivery does nothing, the claim decides). Jobs RUNNING far longer than any task
-    may run lost their worker: they are marked failed (re-uploading the file is safe)."""
+    may run lost their worker: they are marked failed (re-uploading the file is safe). Uploaded files of
+    jobs finished longer ago than ``SCRM_IMPORT_RETENTION_DAYS`` are deleted."""
     from contacts.tasks import import_job_process
 
     now = timezone.now()
@@ -210,4 +254,4 @@ def import_jobs_sweep(*, requeue_after: dt.timedelta = dt.timedelta(minutes=10))
             "The import stopped unexpectedly (its worker was lost). Upload the file again: rows already imported will come out unchanged."
         ),
     )
-    return {"requeued": len(queued), "failed": failed}
+    return {"requeued": len(queued), "failed": failed, "files_deleted": import_job_files_delete(now=now)}

@@ -585,18 +585,25 @@ def test_a_semicolon_separated_file_is_read(run, db):
     assert Contact.objects.get().name == "张三" and report.created == 1
 
 
-def test_a_file_in_neither_utf8_nor_gbk_is_refused(run, db):
-    with pytest.raises(ImportFileError, match="neither UTF-8 nor GBK"):
-        import_csv(kind="contacts", fileobj=io.BytesIO(b"phone\n\xff\xfe\xfd\xff\n"))
+def test_a_file_whose_header_is_neither_utf8_nor_gbk_is_refused(run, db):
+    with pytest.raises(ImportFileError, match="neither GBK nor UTF-8"):
+        import_csv(kind="contacts", fileobj=io.BytesIO(b"\xfd\xff\xfd\xff\n13812345678\n"))
 
 
-def test_a_broken_csv_line_stops_the_import_after_the_rows_before_it(run, db):
+def test_a_line_in_neither_utf8_nor_gbk_is_rejected_with_its_line(run, db):
+    report = import_csv(kind="contacts", fileobj=io.BytesIO(b"phone\n\xff\xfe\xfd\xff\n"))
+
+    assert problems(report) == [(2, "row")]
+    assert "Line 2" in report.errors[0]["message"] and "neither GBK nor UTF-8" in report.errors[0]["message"]
+
+
+def test_a_broken_csv_line_refuses_the_whole_file_before_anything_is_written(run, db):
     text = 'phone,name\n13812345678,张三\n13812345679,"' + "长" * 200_000 + '"\n13812345670,王五\n'
 
-    with pytest.raises(ImportFileError, match="Line 3 is not valid CSV"):
+    with pytest.raises(ImportFileError, match="Line 3 is not valid CSV.*Nothing was imported"):
         run(text, batch_size=1)
 
-    assert list(Contact.objects.values_list("name", flat=True)) == ["张三"]
+    assert not Contact.objects.exists()
 
 
 def test_a_failing_write_stops_the_parsing_too(run, db, monkeypatch):
@@ -864,7 +871,7 @@ def test_the_import_command_reports_rejected_rows_and_exits_with_status_2(db, tm
     assert raised.value.returncode == 2
     assert "2 rows were rejected" in str(raised.value)
     assert "line 2: phone:" in out.getvalue()
-    assert errors.read_text(encoding="utf-8-sig").splitlines()[0] == "line,field,message"
+    assert errors.read_text(encoding="utf-8-sig").splitlines()[0].startswith("line,field,message,external_id,phone,")
     assert len(errors.read_text(encoding="utf-8-sig").splitlines()) == 3
     assert Contact.objects.count() == 1
 
@@ -956,7 +963,14 @@ def test_a_job_stores_the_rejected_rows(db, media, manager):
     job = imports.import_job_run(job_id=job.pk)
 
     assert (job.status, job.created_count, job.error_count) == (ImportJob.Status.DONE, 1, 1)
-    assert job.errors == [{"line": 2, "field": "phone", "message": "123 is not a valid phone number."}]
+    assert job.errors == [
+        {
+            "line": 2,
+            "field": "phone",
+            "message": "123 is not a valid phone number.",
+            "row": {"external_id": "C001", "phone": "123"},
+        }
+    ]
 
 
 def test_a_job_keeps_only_the_first_errors_but_counts_them_all(db, media, manager, monkeypatch):
@@ -978,6 +992,6 @@ def test_the_sweeper_requeues_forgotten_jobs_and_fails_abandoned_ones(db, media,
 
     result = imports.import_jobs_sweep()
 
-    assert result == {"requeued": 1, "failed": 1}
+    assert result == {"requeued": 1, "failed": 1, "files_deleted": 0}
     assert ImportJob.objects.get(pk=forgotten.pk).status == ImportJob.Status.DONE
     assert ImportJob.objects.get(pk=abandoned.pk).status == ImportJob.Status.FAILED

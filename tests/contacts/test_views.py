@@ -509,10 +509,13 @@ def test_import_detail_page_is_a_full_page_with_the_polling_block(operator, oper
 
 
 def test_rejected_rows_download_as_csv(operator, operator_client):
-    job = _job(operator, status=ImportJob.Status.DONE, errors=[{"line": 2, "field": "phone", "message": "坏号码"}])
+    error = {"line": 2, "field": "phone", "message": "坏号码", "row": {"name": "=cmd|' /C calc'!A0", "phone": "123"}}
+    job = _job(operator, status=ImportJob.Status.DONE, errors=[error])
     response = operator_client.get(reverse("contacts:import_errors", args=[job.pk]))
-    body = b"".join(response.streaming_content).decode("utf-8-sig")
-    assert body.splitlines() == ["line,field,message", "2,phone,坏号码"]
+    lines = b"".join(response.streaming_content).decode("utf-8-sig").splitlines()
+    assert lines[0].startswith("line,field,message,external_id,phone,")
+    assert lines[1].startswith("2,phone,坏号码,,123,")
+    assert "'=cmd" in lines[1]  # the original cell, defused against spreadsheet formulas
 
 
 def test_operators_see_only_their_own_import_jobs(operator, other_operator, manager, operator_client):

@@ -9,8 +9,16 @@ import time
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, DjangoHelpFormatter
 
-from contacts.imports import BATCH_SIZE, CONTACT_COLUMNS, ImportFileError, ImportReport, import_csv
-from scrm.csv_writer import Text, csv_chunks
+from contacts.imports import (
+    BATCH_SIZE,
+    CONTACT_COLUMNS,
+    ImportFileError,
+    ImportReport,
+    import_csv,
+    rejected_row,
+    rejected_rows_header,
+)
+from scrm.csv_writer import csv_chunks
 
 
 class _HelpFormatter(DjangoHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -44,7 +52,11 @@ class Command(BaseCommand):
             dest="username",
             help="import as this user: an operator imports into their own book only (default: unrestricted)",
         )
-        parser.add_argument("--errors-csv", metavar="PATH", help="write every rejected row (line, field, message) here")
+        parser.add_argument(
+            "--errors-csv",
+            metavar="PATH",
+            help="write every rejected row here (line, field, message and the original row)",
+        )
         parser.add_argument("--show-errors", type=int, default=20, metavar="N", help="print the first N problems (20)")
         parser.add_argument("--batch-size", type=int, default=BATCH_SIZE, help=f"rows per transaction ({BATCH_SIZE})")
 
@@ -64,7 +76,7 @@ class Command(BaseCommand):
         pending: list[list] = []  # rejected rows not yet written to --errors-csv
         if options["errors_csv"]:
             errors_file = open(options["errors_csv"], "w", encoding="utf-8", newline="")  # noqa: SIM115
-            errors_file.writelines(csv_chunks([["line", "field", "message"]]))
+            errors_file.writelines(csv_chunks([rejected_rows_header(self.kind)]))
 
         def write_errors() -> None:
             if errors_file and pending:
@@ -81,7 +93,7 @@ class Command(BaseCommand):
                 shown.append(error)
             if errors_file:
                 # The message quotes the rejected value: free text, defused like any other.
-                pending.append([error["line"], error["field"], Text(error["message"])])
+                pending.append(rejected_row(self.kind, error))
 
         def on_progress(report: ImportReport) -> None:
             write_errors()  # after every batch: the problems of one batch at most wait in memory
