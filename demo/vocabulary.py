@@ -340,8 +340,8 @@ TOUCH_KINDS = (
     (T.VOTE, M.GROUP, 1, False, True, ""),
     (T.COMMENT, M.GROUP, 2, False, True, ""),
     # WeCom friendships that ended: the customer deleted the staff member (流失), or the reverse.
-    (T.DELETE_FRIEND, M.WECOM, 0.4, True, False, ""),
-    (T.REMOVED, M.WECOM, 0.1, True, False, ""),
+    (T.DELETE_FRIEND, M.WECOM, 1, True, False, ""),
+    (T.REMOVED, M.WECOM, 0.8, True, False, ""),
 )
 
 C = Community.Kind
