@@ -516,3 +516,67 @@ class ImportJob(models.Model):
         if not self.total_rows:
             return 0
         return min(100, int(self.processed_rows * 100 / self.total_rows))
+
+
+class ExportJobQuerySet(RestrictedQuerySet):
+    """An export file holds personal data in bulk: only the user who asked for it sees and downloads it."""
+
+    owner_path = "created_by"
+
+
+class ExportJob(models.Model):
+    """One CSV export of a filtered contact list, written by a worker into a file the user downloads when it
+    is done. The file appears only once every row is written: a job is done with its whole file or failed
+    with a message, never silently short."""
+
+    class Source(models.TextChoices):
+        DASHBOARD = "dashboard", _("Dashboard")
+        API = "api", _("API")
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", _("Queued")
+        RUNNING = "running", _("Running")
+        DONE = "done", _("Done")
+        FAILED = "failed", _("Failed")
+        EXPIRED = "expired", _("Expired")
+
+    source = models.CharField(_("source"), max_length=16, choices=Source.choices, default=Source.DASHBOARD)
+    # The list's filters as query-string pairs, applied by the worker exactly as the list applies them.
+    params = models.JSONField(_("filters"), default=list, blank=True)
+    status = models.CharField(_("status"), max_length=10, choices=Status.choices, default=Status.QUEUED)
+    file = models.FileField(_("file"), upload_to="exports/%Y/%m/", blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+", verbose_name=_("created by")
+    )
+    total_rows = models.PositiveIntegerField(_("matching contacts"), default=0)
+    written_rows = models.PositiveIntegerField(_("rows written"), default=0)
+    message = models.TextField(_("message"), blank=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    started_at = models.DateTimeField(_("started at"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
+
+    objects = ExportJobQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = _("export")
+        verbose_name_plural = _("exports")
+
+    def __str__(self) -> str:
+        return f"{_('Export')} #{self.pk}"
+
+    @property
+    def finished(self) -> bool:
+        return self.status in (self.Status.DONE, self.Status.FAILED, self.Status.EXPIRED)
+
+    @property
+    def progress_percent(self) -> int:
+        if self.status == self.Status.DONE:
+            return 100
+        if not self.total_rows:
+            return 0
+        return min(99, int(self.written_rows * 100 / self.total_rows))
+
+    @property
+    def filename(self) -> str:
+        return f"contacts-export-{self.pk}-{self.created_at:%Y%m%d-%H%M}.csv"

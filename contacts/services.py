@@ -289,6 +289,8 @@ def contact_erase(*, contact: Contact, actor: User | None = None) -> Contact:
     scrubs what it keeps about the person (``contacts.signals.contact_erased``), all in one transaction."""
     from communities.models import Membership
 
+    from .exports import exports_expire_all
+
     with transaction.atomic():
         Contact.objects.filter(pk=contact.pk).update(
             name="",
@@ -311,6 +313,8 @@ def contact_erase(*, contact: Contact, actor: User | None = None) -> Contact:
         Touchpoint.objects.filter(contact=contact).update(metadata={})
         Purchase.objects.filter(contact=contact).update(source="")
         Membership.objects.filter(contact=contact, left_at__isnull=True).update(left_at=timezone.now())
+        # Export files written before now may hold the person: they are deleted (the jobs stay, expired).
+        exports_expire_all(reason=_("The file was deleted because a contact in it was erased."))
         contact_erased.send(sender=Contact, contact_id=contact.pk, actor=actor)
     contact.refresh_from_db()
     return contact

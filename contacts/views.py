@@ -9,15 +9,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse, QueryDict, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
@@ -29,9 +29,10 @@ from communities.models import Community
 from communities.selectors import membership_list
 
 from . import selectors
+from .exports import export_job_create
 from .forms import BulkTagForm, ContactTagForm, DashboardContactFilterSet, ImportForm
 from .imports import CONTACT_COLUMNS, PURCHASE_COLUMNS, import_job_create, rejected_rows_csv
-from .models import Contact, ContactTag, ImportJob
+from .models import Contact, ContactTag, ExportJob, ImportJob
 from .services import contacts_bulk_tag, contacts_tag, contacts_untag
 
 PAGE_SIZE = 50
@@ -44,6 +45,12 @@ def _safe_next(request: HttpRequest, fallback: str) -> str:
     if target and url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}, require_https=False):
         return target
     return fallback
+
+
+def _without_page(query: QueryDict) -> str:
+    kept = query.copy()
+    kept.pop("page", None)
+    return kept.urlencode()
 
 
 def _form_errors(form) -> str:
@@ -119,6 +126,7 @@ def contact_list(request: HttpRequest) -> HttpResponse:
             "contacts": contacts,
             "bulk_form": BulkTagForm() if user.has_perm("contacts.change_contact") else None,
             "can_export": user.has_perm("contacts.export_contacts"),
+            "export_query": _without_page(request.GET),
             "can_import": user.has_perm("contacts.import_contacts"),
             "shows_owner": filterset.shows_owner,
             **_drill_context(request, drill, filterset, page_obj),
@@ -154,17 +162,69 @@ def contact_bulk_tag(request: HttpRequest) -> HttpResponse:
     return redirect(back)
 
 
+@require_POST
 @login_required
 @permission_required("contacts.export_contacts", raise_exception=True)
-def contact_export(request: HttpRequest) -> StreamingHttpResponse:
-    """The list's filtered contacts as CSV, streamed so that a large export holds no memory."""
-    from contacts.exports import contact_csv_rows
+def contact_export(request: HttpRequest) -> HttpResponse:
+    """Queue an export of the list's filtered contacts (the filters come as the list's query string in
+    ``query``) and go to its page, which shows the progress and the file when it is ready."""
+    query = QueryDict(request.POST.get("query", ""))
+    try:
+        job = export_job_create(
+            user=request.user,
+            source=ExportJob.Source.DASHBOARD,
+            params=[(key, value) for key, values in query.lists() for value in values],
+        )
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+        return redirect(reverse("contacts:list") + (f"?{query.urlencode()}" if query else ""))
+    return redirect("contacts:export_detail", pk=job.pk)
 
-    _drill, queryset = _drill_down(request, Contact.objects.live().visible_to(request.user))
-    filterset = DashboardContactFilterSet(request.GET, queryset=queryset, request=request)
-    response = StreamingHttpResponse(contact_csv_rows(filterset.qs), content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="contacts-{timezone.localtime():%Y%m%d-%H%M}.csv"'
-    return response
+
+def _export_context(request: HttpRequest, pk: int) -> dict:
+    job = get_object_or_404(ExportJob.objects.visible_to(request.user), pk=pk)
+    return {
+        "job": job,
+        "list_url": reverse("contacts:list") + (f"?{_params_query(job.params)}" if job.params else ""),
+        "retention_days": settings.SCRM_EXPORT_RETENTION_DAYS,
+    }
+
+
+def _params_query(params: list) -> str:
+    query = QueryDict(mutable=True)
+    for key, value in params:
+        query.appendlist(key, value)
+    return query.urlencode()
+
+
+@login_required
+@permission_required("contacts.export_contacts", raise_exception=True)
+def export_list(request: HttpRequest) -> HttpResponse:
+    jobs = ExportJob.objects.visible_to(request.user)[:50]
+    return render(request, "contacts/export_list.html", {"jobs": jobs})
+
+
+@login_required
+@permission_required("contacts.export_contacts", raise_exception=True)
+def export_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    return render(request, "contacts/export_detail.html", _export_context(request, pk))
+
+
+@login_required
+@permission_required("contacts.export_contacts", raise_exception=True)
+def export_progress(request: HttpRequest, pk: int) -> HttpResponse:
+    """The progress block alone, polled by htmx every second until the export has finished."""
+    return render(request, "contacts/partials/export_progress.html", _export_context(request, pk))
+
+
+@login_required
+@permission_required("contacts.export_contacts", raise_exception=True)
+def export_download(request: HttpRequest, pk: int) -> FileResponse:
+    """The finished export's file (only its creator reaches it; 404 before it is done or after it expired)."""
+    job = get_object_or_404(ExportJob.objects.visible_to(request.user).filter(status=ExportJob.Status.DONE), pk=pk)
+    if not job.file:
+        raise Http404
+    return FileResponse(job.file.open("rb"), as_attachment=True, filename=job.filename, content_type="text/csv")
 
 
 # --- One contact ----------------------------------------------------------------------------------

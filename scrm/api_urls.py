@@ -15,6 +15,7 @@ from wecom.api.urls import router as wecom_router
 router = DefaultRouter()
 router.register("contacts", contact_views.ContactViewSet, basename="contact")
 router.register("imports", contact_views.ImportJobViewSet, basename="importjob")
+router.register("exports", contact_views.ExportJobViewSet, basename="exportjob")
 router.register("tag-groups", contact_views.TagGroupViewSet)
 router.register("tags", contact_views.TagViewSet)
 router.register("channels", contact_views.ChannelViewSet)

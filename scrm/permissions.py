@@ -35,6 +35,8 @@ class ModelPermissions(DjangoModelPermissions):
 # --- API token scopes -------------------------------------------------------------------------
 
 ANALYTICS_PATH = "/api/v1/analytics/"
+# POSTs that change no data (they start a read in the background): a read-scoped token may make them.
+READ_ONLY_POSTS = frozenset({"/api/v1/contacts/export/"})
 
 
 def token_scope_required(request) -> str:
@@ -44,7 +46,9 @@ def token_scope_required(request) -> str:
 
     if request.path.startswith(ANALYTICS_PATH):
         return ApiToken.Scope.ANALYTICS
-    return ApiToken.Scope.READ if request.method in SAFE_METHODS else ApiToken.Scope.WRITE
+    if request.method in SAFE_METHODS or request.path in READ_ONLY_POSTS:
+        return ApiToken.Scope.READ
+    return ApiToken.Scope.WRITE
 
 
 def token_scope_check(request, token=None) -> None:

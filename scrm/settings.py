@@ -330,6 +330,8 @@ SCRM_GATEWAY_TIMEOUT = env.float("SCRM_GATEWAY_TIMEOUT", default=10.0)
 # Uploaded import files (and the original cells of their rejected rows) are deleted this many days after
 # the import finished (PIPL: kept no longer than needed).
 SCRM_IMPORT_RETENTION_DAYS = env.int("SCRM_IMPORT_RETENTION_DAYS", default=30)
+# Export files are deleted this many days after they were written (the job stays, marked expired).
+SCRM_EXPORT_RETENTION_DAYS = env.int("SCRM_EXPORT_RETENTION_DAYS", default=7)
 WECOM_API_BASE = env.str("WECOM_API_BASE", default="https://qyapi.weixin.qq.com/cgi-bin")
 WECOM_CORP_ID = env.str("WECOM_CORP_ID", default="")
 WECOM_CORP_SECRET = env.str("WECOM_CORP_SECRET", default="")
@@ -370,6 +372,7 @@ LOGGING = {
 # they can be edited in the admin. Every job is safe to run twice at once.
 CELERY_BEAT_SCHEDULE = {
     "contacts-import-sweep": {"task": "contacts.tasks.import_jobs_sweep", "schedule": 300.0},
+    "contacts-export-sweep": {"task": "contacts.tasks.export_jobs_sweep", "schedule": 300.0},
     # After midnight, so the month that just ended goes into the cohort table.
     "analytics-cohort-rollup": {
         "task": "analytics.tasks.cohort_rollup_refresh_nightly",

@@ -33,6 +33,7 @@ from contacts.models import (
     ChannelSpend,
     Contact,
     ContactTag,
+    ExportJob,
     ImportJob,
     Product,
     Purchase,
@@ -123,6 +124,7 @@ def _book(owner, label: str, shared: dict) -> None:
     )
     PurchaseItem.objects.create(purchase=purchase, product=shared["product"], quantity=1, unit_price=Decimal("99.00"))
     ImportJob.objects.create(kind=ImportJob.Kind.CONTACTS, file=f"imports/{label}.csv", created_by=owner)
+    ExportJob.objects.create(created_by=owner, status=ExportJob.Status.DONE, file=f"exports/{label}.csv")
     community = Community.objects.create(name=f"{label}-社群", owner=owner)
     Membership.objects.create(community=community, contact=contact, joined_at=now)
     broadcast = Broadcast.objects.create(
@@ -225,6 +227,7 @@ def test_every_api_list_and_detail_hides_the_other_operators_rows(books, operato
     assert checked == {
         "contacts",
         "imports",
+        "exports",
         "purchases",
         "touchpoints",
         "communities",
@@ -261,6 +264,9 @@ def test_every_dashboard_page_hides_the_other_operators_rows(books, operator_cli
         "contacts:import_detail": ImportJob,
         "contacts:import_progress": ImportJob,
         "contacts:import_errors": ImportJob,
+        "contacts:export_detail": ExportJob,
+        "contacts:export_progress": ExportJob,
+        "contacts:export_download": ExportJob,
         "communities:detail": Community,
         "campaigns:broadcast_detail": Broadcast,
         "campaigns:broadcast_progress": Broadcast,

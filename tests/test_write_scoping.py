@@ -59,6 +59,7 @@ BODIES: dict[tuple[str, str], Body | None] = {
     ("POST", "/api/v1/contacts/bulk-untag/"): lambda c: {"contact_ids": [c["a"]["contact"]], "tag_ids": [c["tag"]]},
     ("POST", "/api/v1/contacts/handover/"): lambda c: {"from_user": c["a"]["user"], "to_user": c["a"]["user"]},
     ("POST", "/api/v1/contacts/import/"): None,  # multipart upload; names no row
+    ("POST", "/api/v1/contacts/export/"): None,  # the list's filters in the query string; no body
     ("POST", "/api/v1/contacts/reassign/"): lambda c: {"contact_ids": [c["a"]["contact"]], "owner": c["a"]["user"]},
     ("POST", "/api/v1/purchases/"): lambda c: {
         "contact": c["a"]["contact"],
@@ -328,6 +329,7 @@ FOREIGN_STATUS = {("POST", "/api/v1/templates/{id}/preview/"): 404}
 # Writes that name no owned row in their body (nothing to walk for (b)), each with the reason.
 NO_OWNED_REFERENCE = {
     ("POST", "/api/v1/contacts/import/"): "a CSV upload; its rows are scoped by the import (tests/contacts)",
+    ("POST", "/api/v1/contacts/export/"): "filters only; the file holds what the list shows (tests/contacts)",
     ("POST", "/api/v1/contacts/{id}/consent/"): "text only",
     ("POST", "/api/v1/purchases/{id}/refund/"): "a date only",
     ("POST", "/api/v1/memberships/{id}/leave/"): "a date only",

@@ -9,12 +9,14 @@ from django.utils.translation import gettext as _
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
+from rest_framework.reverse import reverse
 
 from communities.models import Community
 from contacts.models import (
     Channel,
     ChannelSpend,
     Contact,
+    ExportJob,
     ImportJob,
     Product,
     Purchase,
@@ -299,6 +301,33 @@ class TouchpointSerializer(SafeSerializerMixin, serializers.ModelSerializer):
         model = Touchpoint
         fields = ["id", "contact", "medium", "kind", "occurred_at", "staff", "community", "metadata"]
         extra_kwargs = {"occurred_at": {"required": False}, "staff": {"read_only": True}}
+
+
+class ExportJobSerializer(serializers.ModelSerializer):
+    progress_percent = serializers.IntegerField(read_only=True)
+    download_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ExportJob
+        fields = [
+            "id",
+            "status",
+            "params",
+            "total_rows",
+            "written_rows",
+            "progress_percent",
+            "message",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "download_url",
+        ]
+        read_only_fields = fields
+
+    def get_download_url(self, job) -> str | None:
+        if job.status != ExportJob.Status.DONE:
+            return None
+        return reverse("exportjob-download", args=[job.pk], request=self.context.get("request"))
 
 
 class ImportJobSerializer(SafeSerializerMixin, serializers.ModelSerializer):

@@ -4,13 +4,13 @@ filters; actions validate input with a serializer, call one service and serialis
 from __future__ import annotations
 
 from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
 from django.db.models import ProtectedError
-from django.http import StreamingHttpResponse
-from django.utils import timezone
+from django.http import FileResponse, Http404
 from django.utils.translation import gettext as _
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.parsers import FormParser, MultiPartParser
@@ -18,7 +18,7 @@ from rest_framework.response import Response
 
 from contacts import selectors, services
 from contacts.filtersets import ContactFilterSet, PurchaseFilterSet, TouchpointFilterSet
-from contacts.models import Channel, ChannelSpend, Contact, ImportJob, Product, Tag, TagGroup
+from contacts.models import Channel, ChannelSpend, Contact, ExportJob, ImportJob, Product, Tag, TagGroup
 from scrm.exceptions import ConflictError
 
 from . import serializers as s
@@ -168,16 +168,22 @@ class ContactViewSet(
         services.contact_erase(contact=contact, actor=request.user)
         return self._contact_response(contact.pk)
 
-    @extend_schema(responses={(200, "text/csv"): OpenApiTypes.STR}, parameters=[OpenApiParameter("search", str)])
-    @action(detail=False, methods=["get"])
+    @extend_schema(request=None, responses={202: s.ExportJobSerializer})
+    @action(detail=False, methods=["post"])
     def export(self, request):
-        """Download the filtered contact list as CSV (same filters as the list)."""
-        from contacts.exports import contact_csv_rows
+        """Export the filtered contact list as CSV in the background (same filters as the list, in the query
+        string). Answers 202 with the job; poll ``/api/v1/exports/{id}/`` and download the file from its
+        ``download_url`` when its status is ``done``. A job is complete or failed, never short."""
+        from contacts.exports import export_job_create
 
-        queryset = self.filter_queryset(Contact.objects.live().visible_to(request.user))
-        response = StreamingHttpResponse(contact_csv_rows(queryset), content_type="text/csv; charset=utf-8")
-        response["Content-Disposition"] = f'attachment; filename="contacts-{timezone.localdate():%Y%m%d}.csv"'
-        return response
+        params = [(key, value) for key, values in request.query_params.lists() for value in values]
+        try:
+            job = export_job_create(user=request.user, source=ExportJob.Source.API, params=params)
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(
+                exc.message_dict if hasattr(exc, "error_dict") else {"detail": exc.messages}
+            ) from exc
+        return Response(s.ExportJobSerializer(job, context={"request": request}).data, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(
         request={
@@ -223,6 +229,26 @@ class ImportJobViewSet(viewsets.ReadOnlyModelViewSet):
         if not Contact.objects.sees_all(self.request.user):
             qs = qs.filter(created_by_id=self.request.user.pk)
         return qs
+
+
+class ExportJobViewSet(viewsets.ReadOnlyModelViewSet):
+    """Contact exports the caller asked for (``POST /contacts/export/``): progress, and the file once done.
+    Only the user who asked for an export sees it."""
+
+    serializer_class = s.ExportJobSerializer
+    action_permissions = {action: ["contacts.export_contacts"] for action in ("list", "retrieve", "download")}
+
+    def get_queryset(self):
+        return ExportJob.objects.visible_to(self.request.user)
+
+    @extend_schema(responses={(200, "text/csv"): OpenApiTypes.BINARY, 404: OpenApiResponse(description="Not ready")})
+    @action(detail=True, methods=["get"])
+    def download(self, request, pk=None):
+        """The export's CSV file; 404 until the export is done, and after its file expired."""
+        job = self.get_object()
+        if job.status != ExportJob.Status.DONE or not job.file:
+            raise Http404
+        return FileResponse(job.file.open("rb"), as_attachment=True, filename=job.filename, content_type="text/csv")
 
 
 class ReferencedDeleteMixin:

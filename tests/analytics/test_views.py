@@ -480,14 +480,6 @@ def test_drill_down_combines_with_the_list_filters_and_can_be_cleared(manager_cl
     assert response.context["drill_clear_url"] == f"{LIST_URL}?search=%E7%94%B2"
 
 
-def test_contact_export_exports_the_drilled_down_contacts(manager_client, shop):
-    params = {"drill-metric": "repeat_buyers", "drill-date_from": "2025-03-01", "drill-date_to": "2025-03-31"}
-    response = manager_client.get(reverse("contacts:export"), params)
-    body = b"".join(response.streaming_content).decode("utf-8-sig")
-    assert "甲复购" in body
-    assert "丙同事的" not in body and "戊线索" not in body
-
-
 # --- Bounded queries ------------------------------------------------------------------------------
 
 

@@ -1,11 +1,7 @@
-"""The import and export endpoints of the REST API: POST /api/v1/contacts/import/ queues a job that a
-(here: eager) Celery worker runs; GET /api/v1/imports/{id}/ shows its progress and report;
-GET /api/v1/contacts/export/ streams the filtered list as CSV."""
+"""The import endpoints of the REST API: POST /api/v1/contacts/import/ queues a job that a
+(here: eager) Celery worker runs; GET /api/v1/imports/{id}/ shows its progress and report (exports: test_export_jobs.py)."""
 
 from __future__ import annotations
-
-import csv
-import io
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -126,34 +122,6 @@ def test_a_user_without_the_import_permission_cannot_upload(db):
     file = SimpleUploadedFile("a.csv", b"phone\n13812345678\n")
 
     assert client.post("/api/v1/contacts/import/", {"file": file}, format="multipart").status_code == 403
-
-
-def _export_rows(response) -> list[dict]:
-    body = b"".join(response.streaming_content).decode("utf-8")
-    assert body.startswith("\ufeff")
-    return list(csv.DictReader(io.StringIO(body.removeprefix("\ufeff"))))
-
-
-def test_the_export_endpoint_returns_the_filtered_csv(manager_api):
-    ContactFactory(external_id="A", stage=Contact.Stage.CUSTOMER)
-    ContactFactory(external_id="B", stage=Contact.Stage.LEAD)
-    ContactFactory(external_id="C", stage=Contact.Stage.REPEAT)
-
-    response = manager_api.get("/api/v1/contacts/export/?stage=customer&stage=repeat")
-
-    assert response.status_code == 200
-    assert response["Content-Type"].startswith("text/csv")
-    assert "attachment" in response["Content-Disposition"]
-    assert sorted(row["external_id"] for row in _export_rows(response)) == ["A", "C"]
-
-
-def test_an_operator_exports_only_their_own_contacts(operator, operator_api, other_operator):
-    ContactFactory(external_id="MINE", owner=operator)
-    ContactFactory(external_id="THEIRS", owner=other_operator)
-
-    response = operator_api.get("/api/v1/contacts/export/")
-
-    assert [row["external_id"] for row in _export_rows(response)] == ["MINE"]
 
 
 @pytest.mark.postgres

@@ -58,7 +58,8 @@ def manager_client(manager):
         reverse("contacts:list"),
         reverse("contacts:detail", args=[1]),
         reverse("contacts:import"),
-        reverse("contacts:export"),
+        reverse("contacts:exports"),
+        reverse("contacts:export_detail", args=[1]),
         reverse("contacts:import_detail", args=[1]),
     ],
 )
@@ -286,37 +287,6 @@ def test_bulk_tag_only_accepts_post(operator_client):
 
 
 # --- Export ---------------------------------------------------------------------------------------
-
-
-def test_export_returns_the_filtered_list_as_csv(operator, other_operator, operator_client):
-    ContactFactory(owner=operator, name="线索甲")
-    customer = ContactFactory(owner=operator, name="客户乙")
-    ContactFactory(owner=other_operator, name="别人的客户丙")
-    purchase_record(contact=customer, external_order_id="E1", purchased_at=timezone.now(), amount=Decimal("5"))
-    response = operator_client.get(reverse("contacts:export"), {"stage": "customer"})
-    assert response.status_code == 200
-    assert response["Content-Type"].startswith("text/csv")
-    assert "attachment" in response["Content-Disposition"]
-    body = b"".join(response.streaming_content).decode("utf-8-sig")
-    assert "客户乙" in body
-    assert "线索甲" not in body
-    assert "别人的客户丙" not in body
-
-
-def test_export_link_carries_the_list_filters(operator_client, operator):
-    ContactFactory(owner=operator)
-    html = operator_client.get(LIST_URL, {"stage": "lead", "page": 1}).content.decode()
-    assert f'href="{reverse("contacts:export")}?stage=lead"' in html
-
-
-def test_export_needs_the_export_permission(db):
-    from django.contrib.auth.models import Permission
-
-    user = UserFactory(username="viewer")
-    user.user_permissions.add(Permission.objects.get(codename="view_contact"))
-    client = logged_in(user)
-    assert client.get(LIST_URL).status_code == 200
-    assert client.get(reverse("contacts:export")).status_code == 403
 
 
 # --- One contact ----------------------------------------------------------------------------------

@@ -10,8 +10,8 @@ from django.utils import timezone
 
 from scrm.csv_writer import Text, csv_chunks
 
-from .imports import CONTACT_COLUMNS
-from .models import Contact, ContactTag
+from ..imports import CONTACT_COLUMNS
+from ..models import Contact, ContactTag
 
 EXPORT_CHUNK = 2000
 
@@ -57,11 +57,17 @@ def _tags_by_contact(contact_ids: list[int]) -> dict[int, str]:
 
 def contact_csv_rows(queryset: QuerySet[Contact], *, chunk_size: int = EXPORT_CHUNK) -> Iterator[str]:
     """Yield the contacts of ``queryset`` as CSV text: a UTF-8 BOM and the header first (so that Excel
-    reads the Chinese text right), then one piece per chunk of contacts.
+    reads the Chinese text right), then one piece per chunk of contacts."""
+    for text, _count in contact_csv_chunks(queryset, chunk_size=chunk_size):
+        yield text
+
+
+def contact_csv_chunks(queryset: QuerySet[Contact], *, chunk_size: int = EXPORT_CHUNK) -> Iterator[tuple[str, int]]:
+    """``contact_csv_rows`` with the number of contacts in each piece (0 for the header).
 
     Walks the queryset by primary key (keyset pagination: no long-open cursor, constant memory) with two
     queries per chunk, the contacts and their tags. Contacts come out in id order."""
-    yield from csv_chunks([list(CONTACT_COLUMNS)])
+    yield "".join(csv_chunks([list(CONTACT_COLUMNS)])), 0
     queryset = queryset.order_by("pk")
     last_pk = 0
     while True:
@@ -70,7 +76,7 @@ def contact_csv_rows(queryset: QuerySet[Contact], *, chunk_size: int = EXPORT_CH
             return
         last_pk = rows[-1][0]
         tags = _tags_by_contact([row[0] for row in rows])
-        yield "".join(csv_chunks((_cells(row, tags) for row in rows), bom=False))
+        yield "".join(csv_chunks((_cells(row, tags) for row in rows), bom=False)), len(rows)
         if len(rows) < chunk_size:
             return
 
