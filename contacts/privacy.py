@@ -2,8 +2,8 @@
 CSV in long form (section, row, field, value).
 
 Each app that keeps something about a contact registers a section here (``personal_data_section``) in its
-``AppConfig.ready``; contacts registers its own below. Erasure is the other half: ``contact_erase`` and
-the ``contact_erased`` signal.
+``AppConfig.ready``; contacts registers its own below. Erasure is the other half: ``contact_erase`` (at
+the end; ``contacts.services`` re-exports it) and the ``contact_erased`` signal.
 """
 
 from __future__ import annotations
@@ -13,11 +13,15 @@ from collections.abc import Callable, Iterator
 from decimal import Decimal
 from typing import Any
 
+from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
+from scrm.audit import Action, audit, logentries_scrub
 from scrm.csv_writer import Text, csv_chunks
 
 from .models import Contact, ContactTag, Purchase, PurchaseItem, Touchpoint
+from .signals import contact_erased
 
 Section = Callable[[Contact], list[dict[str, Any]]]
 _SECTIONS: dict[str, Section] = {}
@@ -148,3 +152,51 @@ def _memberships(contact: Contact) -> list[dict]:
         .order_by("joined_at", "pk")
         .values("community__name", "role", "joined_at", "left_at")
     )
+
+
+# --- Erasure ---------------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def contact_erase(*, contact: Contact, actor: Any = None) -> Contact:
+    """Erase a contact's personal data (PIPL right to erasure). The row stays, anonymous, so that the
+    purchases it made still count in historical totals; tags and interaction details go, and every app
+    scrubs what it keeps about the person (``contacts.signals.contact_erased``), all in one transaction."""
+    from communities.models import Membership
+
+    from .exports import exports_expire_all
+    from .imports import import_job_files_delete
+
+    with transaction.atomic():
+        Contact.objects.filter(pk=contact.pk).update(
+            name="",
+            phone=None,
+            email="",
+            external_id=None,
+            wecom_external_userid=None,
+            wechat_unionid=None,
+            gender=Contact.Gender.UNKNOWN,
+            birthday=None,
+            region="",
+            city="",
+            occupation="",
+            attributes={},
+            marketing_consent=False,
+            consent_source="",
+            erased_at=timezone.now(),
+        )
+        ContactTag.objects.filter(contact=contact).delete()
+        Touchpoint.objects.filter(contact=contact).update(metadata={})
+        Purchase.objects.filter(contact=contact).update(source="")
+        Membership.objects.filter(contact=contact, left_at__isnull=True).update(left_at=timezone.now())
+        # Export files written before now may hold the person: they are deleted (the jobs stay, expired).
+        exports_expire_all(reason=_("The file was deleted because a contact in it was erased."))
+        import_job_files_delete(all_finished=True)
+        # The change history keeps who changed which field and when, not what it said.
+        logentries_scrub(model=Contact, pk=contact.pk)
+        for purchase_id in Purchase.objects.filter(contact=contact).values_list("pk", flat=True):
+            logentries_scrub(model=Purchase, pk=purchase_id)
+        audit(Action.CONTACT_ERASED, actor=actor, target=contact)
+        contact_erased.send(sender=Contact, contact_id=contact.pk, actor=actor)
+    contact.refresh_from_db()
+    return contact

@@ -20,11 +20,13 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from scrm import limits
+from scrm.audit import Action, audit
 from scrm.exceptions import ConflictError
 
 from .models import Channel, Contact, ContactTag, Product, Purchase, PurchaseItem, Tag, Touchpoint
 from .phones import normalize_phone
-from .signals import contact_erased, contact_tags_changed
+from .privacy import contact_erase  # noqa: F401  (the erasure lives with the access request)
+from .signals import contact_tags_changed
 
 User = get_user_model()
 
@@ -172,6 +174,8 @@ def contact_create(
         if tags:
             contacts_tag(contact_ids=[contact.pk], tags=tags, actor=actor, source=tag_source)
         contact_facts_refresh(contact_ids=[contact.pk, contact.referred_by_id])
+        if marketing_consent:
+            _consent_changed(contact, "given", actor=actor, source=tag_source)
     contact.refresh_from_db()
     return contact
 
@@ -201,23 +205,37 @@ def contact_update(*, contact: Contact, actor: User | None = None, **values: Any
     return contact
 
 
-def contact_consent_give(*, contact: Contact, source: str, at: dt.datetime | None = None) -> Contact:
+def _consent_changed(contact: Contact, change: str, *, actor: User | None, source: str) -> None:
+    """The consent history (PIPL): each change with its time, actor and way in, in the audit trail. The
+    free-text consent source stays on the contact (it is erased with it); the trail keeps the kind."""
+    audit(Action.CONSENT_CHANGED, actor=actor, target=contact, detail={"consent": change, "source": source})
+
+
+@transaction.atomic
+def contact_consent_give(
+    *, contact: Contact, source: str, at: dt.datetime | None = None, actor: User | None = None, via: str = "api"
+) -> Contact:
     """Record marketing consent (and clear an earlier opt-out: the contact has opted back in)."""
     if not source:
         raise ValidationError({"consent_source": [_("Say where the consent was given.")]})
     Contact.objects.filter(pk=contact.pk).update(
         marketing_consent=True, consent_at=at or timezone.now(), consent_source=source[:64], opted_out_at=None
     )
+    _consent_changed(contact, "given", actor=actor, source=via)
     contact.refresh_from_db()
     return contact
 
 
-def contact_opt_out(*, contact: Contact, at: dt.datetime | None = None) -> Contact:
+@transaction.atomic
+def contact_opt_out(
+    *, contact: Contact, at: dt.datetime | None = None, actor: User | None = None, via: str = "api"
+) -> Contact:
     """Record an opt-out: no marketing message reaches the contact from now on. Idempotent: the first
     opt-out time is kept."""
-    Contact.objects.filter(pk=contact.pk, opted_out_at__isnull=True).update(
+    if Contact.objects.filter(pk=contact.pk, opted_out_at__isnull=True).update(
         opted_out_at=at or timezone.now(), marketing_consent=False
-    )
+    ):
+        _consent_changed(contact, "opted_out", actor=actor, source=via)
     contact.refresh_from_db()
     return contact
 
@@ -277,47 +295,10 @@ def contact_merge(*, primary: Contact, duplicate: Contact, actor: User | None = 
     for field, value in moved_identifiers.items():
         setattr(primary, field, value)
     primary.save()
+    audit(Action.CONTACTS_MERGED, actor=actor, target=primary, detail={"duplicate": duplicate.pk})
     contact_facts_refresh(contact_ids=[primary.pk, duplicate.pk, primary.referred_by_id, duplicate.referred_by_id])
     primary.refresh_from_db()
     return primary
-
-
-@transaction.atomic
-def contact_erase(*, contact: Contact, actor: User | None = None) -> Contact:
-    """Erase a contact's personal data (PIPL right to erasure). The row stays, anonymous, so that the
-    purchases it made still count in historical totals; tags and interaction details go, and every app
-    scrubs what it keeps about the person (``contacts.signals.contact_erased``), all in one transaction."""
-    from communities.models import Membership
-
-    from .exports import exports_expire_all
-
-    with transaction.atomic():
-        Contact.objects.filter(pk=contact.pk).update(
-            name="",
-            phone=None,
-            email="",
-            external_id=None,
-            wecom_external_userid=None,
-            wechat_unionid=None,
-            gender=Contact.Gender.UNKNOWN,
-            birthday=None,
-            region="",
-            city="",
-            occupation="",
-            attributes={},
-            marketing_consent=False,
-            consent_source="",
-            erased_at=timezone.now(),
-        )
-        ContactTag.objects.filter(contact=contact).delete()
-        Touchpoint.objects.filter(contact=contact).update(metadata={})
-        Purchase.objects.filter(contact=contact).update(source="")
-        Membership.objects.filter(contact=contact, left_at__isnull=True).update(left_at=timezone.now())
-        # Export files written before now may hold the person: they are deleted (the jobs stay, expired).
-        exports_expire_all(reason=_("The file was deleted because a contact in it was erased."))
-        contact_erased.send(sender=Contact, contact_id=contact.pk, actor=actor)
-    contact.refresh_from_db()
-    return contact
 
 
 # --- Tags -----------------------------------------------------------------------------------
@@ -423,7 +404,9 @@ def contacts_reassign(*, contacts: QuerySet[Contact], owner: User, actor: User |
     """Make ``owner`` the owner of every contact in ``contacts``; return how many changed."""
     if not owner.is_active:
         raise ValidationError({"owner": [_("The new owner is not an active user.")]})
-    return contacts.exclude(owner=owner).update(owner=owner, updated_at=timezone.now())
+    moved = contacts.exclude(owner=owner).update(owner=owner, updated_at=timezone.now())
+    audit(Action.CONTACTS_REASSIGNED, actor=actor, target_type="auth.user", target_id=owner.pk, count=moved)
+    return moved
 
 
 @transaction.atomic
@@ -440,6 +423,14 @@ def contacts_handover(
 
     moved_contacts = Contact.objects.filter(owner=from_user).update(owner=to_user, updated_at=timezone.now())
     moved_communities = Community.objects.filter(owner=from_user).update(owner=to_user) if include_communities else 0
+    audit(
+        Action.HANDOVER,
+        actor=actor,
+        target_type="auth.user",
+        target_id=from_user.pk,
+        count=moved_contacts,
+        detail={"to_user": to_user.pk, "communities": moved_communities},
+    )
     return {"contacts": moved_contacts, "communities": moved_communities}
 
 

@@ -27,6 +27,7 @@ from analytics.forms import DRILL_PREFIX, DrillDownForm
 from analytics.models import ClvFit
 from communities.models import Community
 from communities.selectors import membership_list
+from scrm.audit import Action, audit
 
 from . import selectors
 from .exports import export_job_create
@@ -224,6 +225,7 @@ def export_download(request: HttpRequest, pk: int) -> FileResponse:
     job = get_object_or_404(ExportJob.objects.visible_to(request.user).filter(status=ExportJob.Status.DONE), pk=pk)
     if not job.file:
         raise Http404
+    audit(Action.EXPORT_DOWNLOADED, actor=request.user, target=job, count=job.written_rows)
     return FileResponse(job.file.open("rb"), as_attachment=True, filename=job.filename, content_type="text/csv")
 
 
@@ -295,6 +297,7 @@ def _contact_page_context(request: HttpRequest, contact: Contact) -> dict:
 @permission_required("contacts.view_contact", raise_exception=True)
 def contact_detail(request: HttpRequest, pk: int) -> HttpResponse:
     contact = get_object_or_404(selectors.contact_detail(request.user).select_related("score"), pk=pk)
+    audit(Action.CONTACT_VIEWED, actor=request.user, target=contact)
     return render(request, "contacts/contact_detail.html", _contact_page_context(request, contact))
 
 
@@ -401,6 +404,9 @@ def contact_personal_data(request: HttpRequest, pk: int) -> HttpResponse:
     from .privacy import personal_data, personal_data_csv
 
     contact = get_object_or_404(Contact.objects.visible_to(request.user), pk=pk)
+    audit(
+        Action.PERSONAL_DATA_EXPORTED, actor=request.user, target=contact, detail={"as": request.GET.get("as", "json")}
+    )
     if request.GET.get("as") == "csv":
         response = StreamingHttpResponse(personal_data_csv(contact), content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = f'attachment; filename="personal-data-{contact.pk}.csv"'

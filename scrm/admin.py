@@ -1,13 +1,20 @@
-"""Admin of the API tokens: issue (the key is shown once), revoke, rotate."""
+"""Admin of the API tokens (issue, the key shown once; revoke; rotate) and of the audit trail."""
 
 from __future__ import annotations
 
+import itertools
+import json
+
 from django import forms
 from django.contrib import admin, messages
+from django.http import StreamingHttpResponse
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from scrm.audit import Action, audit
 from scrm.authentication import api_token_create, api_token_revoke, api_token_rotate
-from scrm.models import ApiToken
+from scrm.csv_writer import Text, csv_chunks
+from scrm.models import ApiToken, AuditEvent
 
 # DRF's authtoken is kept installed only for its migrations (its tokens were carried over to ApiToken):
 # its admin would offer keys that no longer authenticate.
@@ -73,3 +80,49 @@ class ApiTokenAdmin(admin.ModelAdmin):
             messages.warning(
                 request, _("The new key of “%(name)s”, shown only this once: %(key)s") % {"name": new.name, "key": key}
             )
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(admin.ModelAdmin):
+    """The audit trail: read-only, filterable, exportable as CSV. Field-by-field changes of records are
+    under “Log entries” (django-auditlog)."""
+
+    list_display = ["at", "actor_name", "action", "target_type", "target_id", "count", "via", "ip"]
+    list_filter = ["action", "via", ("at", admin.DateFieldListFilter), "target_type"]
+    search_fields = ["actor_name", "target_id", "ip"]
+    date_hierarchy = "at"
+    actions = ["export_csv"]
+    list_per_page = 100
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    @admin.action(description=_("Export the selected events as CSV"), permissions=["view"])
+    def export_csv(self, request, queryset):
+        rows = (
+            [
+                timezone.localtime(event.at).isoformat(),
+                Text(event.actor_name),
+                event.action,
+                event.target_type,
+                event.target_id,
+                "" if event.count is None else event.count,
+                event.via,
+                event.ip or "",
+                Text(json.dumps(event.detail, ensure_ascii=False)),
+            ]
+            for event in queryset.order_by("at", "id").iterator(chunk_size=2000)
+        )
+        header = [["at", "actor", "action", "target_type", "target_id", "count", "via", "ip", "detail"]]
+        response = StreamingHttpResponse(
+            csv_chunks(itertools.chain(header, rows)), content_type="text/csv; charset=utf-8"
+        )
+        response["Content-Disposition"] = f'attachment; filename="audit-{timezone.localdate():%Y%m%d}.csv"'
+        audit(Action.AUDIT_EXPORTED, actor=request.user, count=queryset.count())
+        return response

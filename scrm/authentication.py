@@ -23,6 +23,7 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 
+from scrm.audit import Action, audit, audit_context_actor
 from scrm.models import KEY_PREFIX_LENGTH, ApiToken, api_token_generate_key, api_token_hash
 from scrm.permissions import token_scope_check
 
@@ -42,6 +43,7 @@ def api_token_create(
     scopes: Iterable[str] = (ApiToken.Scope.READ,),
     expires_at: datetime | None = None,
     key: str | None = None,
+    rotated: bool = False,
 ) -> tuple[ApiToken, str]:
     """Issue a token; returns it with its key, which is not stored and cannot be shown again.
     ``key`` is only for carrying over an existing key (the migration of DRF's tokens)."""
@@ -57,12 +59,15 @@ def api_token_create(
         token.expires_at = expires_at
     token.full_clean()
     token.save()
+    if not rotated:
+        audit(Action.TOKEN_ISSUED, target=token, detail={"owner": user.pk, "scopes": token.scopes})
     return token, key
 
 
 def api_token_revoke(*, token: ApiToken) -> ApiToken:
     """Revoke a token now (idempotent: a revoked token keeps its first revocation time)."""
-    ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+    if ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(revoked_at=timezone.now()):
+        audit(Action.TOKEN_REVOKED, target=token, detail={"owner": token.user_id})
     token.refresh_from_db(fields=["revoked_at"])
     return token
 
@@ -72,7 +77,11 @@ def api_token_rotate(*, token: ApiToken, expires_at: datetime | None = None) -> 
     """Replace a token by a new one with the same owner, name and scopes (and a fresh expiry); the old one
     is revoked. Returns the new token and its key."""
     api_token_revoke(token=token)
-    return api_token_create(user=token.user, name=token.name, scopes=token.scopes, expires_at=expires_at)
+    new, key = api_token_create(
+        user=token.user, name=token.name, scopes=token.scopes, expires_at=expires_at, rotated=True
+    )
+    audit(Action.TOKEN_ROTATED, target=new, detail={"owner": token.user_id, "replaces": token.pk})
+    return new, key
 
 
 def api_token_touch(*, token: ApiToken) -> None:
@@ -120,6 +129,7 @@ class ApiTokenAuthentication(BaseAuthentication):
         if not token.user.is_active:
             raise exceptions.AuthenticationFailed(_("The owner of this token is inactive."))
         api_token_touch(token=token)
+        audit_context_actor(token.user)
         # The scope check also runs here, not only in the TokenScopes permission: a view that sets its own
         # permission_classes (the analytics reports) must not skip it.
         token_scope_check(request, token)

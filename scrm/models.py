@@ -1,4 +1,4 @@
-"""scrm's own tables: the API tokens. (The module also makes Django send scrm post_migrate, which
+"""scrm's own tables: the API tokens and the audit trail. (The module also makes Django send scrm post_migrate, which
 rebuilds the role groups.)"""
 
 from __future__ import annotations
@@ -90,3 +90,79 @@ class ApiToken(models.Model):
     @property
     def is_active(self) -> bool:
         return not self.is_revoked and not self.is_expired
+
+
+class AuditEventQuerySet(models.QuerySet):
+    """The audit trail is append-only: rows are never changed or deleted through the ORM (and, on
+    PostgreSQL, a trigger refuses UPDATE and DELETE on the table; migration 0004)."""
+
+    def update(self, **kwargs):
+        raise PermissionError("the audit trail is append-only")
+
+    def delete(self):
+        raise PermissionError("the audit trail is append-only")
+
+
+class AuditEvent(models.Model):
+    """One thing a person did that the brand must be able to account for (PIPL): sign-ins, views,
+    exports, changes, merges, handovers and erasures of contacts. Holds no personal data of customers:
+    contacts are named by id only, so an erasure leaves the trail intact and empty of the person."""
+
+    class Action(models.TextChoices):
+        LOGIN = "login", _("Signed in")
+        LOGIN_FAILED = "login_failed", _("Sign-in failed")
+        LOCKED_OUT = "locked_out", _("Locked out")
+        LOGOUT = "logout", _("Signed out")
+        CONTACT_VIEWED = "contact_viewed", _("Viewed a contact")
+        PERSONAL_DATA_EXPORTED = "personal_data_exported", _("Exported a person's data")
+        CONTACTS_EXPORTED = "contacts_exported", _("Exported contacts")
+        EXPORT_DOWNLOADED = "export_downloaded", _("Downloaded an export")
+        CONTACTS_IMPORTED = "contacts_imported", _("Imported a file")
+        CONSENT_CHANGED = "consent_changed", _("Changed consent")
+        CONTACTS_MERGED = "contacts_merged", _("Merged contacts")
+        CONTACTS_REASSIGNED = "contacts_reassigned", _("Reassigned contacts")
+        HANDOVER = "handover", _("Handed over contacts")
+        CONTACT_ERASED = "contact_erased", _("Erased a contact")
+        TOKEN_ISSUED = "token_issued", _("Issued an API token")
+        TOKEN_ROTATED = "token_rotated", _("Rotated an API token")
+        TOKEN_REVOKED = "token_revoked", _("Revoked an API token")
+        AUDIT_EXPORTED = "audit_exported", _("Exported the audit trail")
+
+    at = models.DateTimeField(_("at"), default=timezone.now, db_index=True)
+    # No foreign key constraint: the trail outlives users and must never be rewritten by a cascade.
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("actor"),
+    )
+    actor_name = models.CharField(_("actor name"), max_length=150, blank=True)
+    action = models.CharField(_("action"), max_length=32, choices=Action.choices, db_index=True)
+    target_type = models.CharField(_("target type"), max_length=64, blank=True)
+    target_id = models.CharField(_("target id"), max_length=64, blank=True, db_index=True)
+    count = models.PositiveIntegerField(_("count"), null=True, blank=True)
+    detail = models.JSONField(_("detail"), default=dict, blank=True)
+    ip = models.GenericIPAddressField(_("IP address"), null=True, blank=True)
+    via = models.CharField(_("via"), max_length=16, blank=True)
+
+    objects = AuditEventQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        verbose_name = _("audit event")
+        verbose_name_plural = _("audit trail")
+        indexes = [models.Index(fields=["target_type", "target_id", "at"], name="audit_target")]
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M:%S} {self.actor_name or '-'} {self.get_action_display()}"
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None and not kwargs.get("force_insert"):
+            raise PermissionError("the audit trail is append-only")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise PermissionError("the audit trail is append-only")

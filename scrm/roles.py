@@ -21,7 +21,8 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
         "analytics.*",
         "wecom.*",
         "auth.*",
-        "scrm.*",  # API tokens
+        "scrm.*",  # API tokens and the audit trail
+        "auditlog.view_logentry",  # field-by-field change history
         "axes.*",  # unlocking locked-out sign-ins
         "django_celery_beat.*",
     ),

@@ -58,6 +58,7 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "axes",
     "csp",
+    "auditlog",
     "contacts",
     "communities",
     "campaigns",
@@ -76,6 +77,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Who did it, from where, web or API: the context of the audit trail (scrm/audit.py).
+    "scrm.audit.AuditMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
@@ -332,6 +335,33 @@ SCRM_GATEWAY_TIMEOUT = env.float("SCRM_GATEWAY_TIMEOUT", default=10.0)
 SCRM_IMPORT_RETENTION_DAYS = env.int("SCRM_IMPORT_RETENTION_DAYS", default=30)
 # Export files are deleted this many days after they were written (the job stays, marked expired).
 SCRM_EXPORT_RETENTION_DAYS = env.int("SCRM_EXPORT_RETENTION_DAYS", default=7)
+
+# --- Audit trail (scrm/audit.py, docs/security.md) ------------------------------------------------
+# Field-by-field changes (django-auditlog) of the rows people edit through the pages, the API and the
+# admin. Set-based writes (imports, facts refresh, sending) are recorded as events in scrm.AuditEvent.
+_AUDIT_FACTS = ["first_purchase_at", "last_purchase_at", "purchase_count", "total_spent", "last_interaction_at"]
+AUDITLOG_INCLUDE_TRACKING_MODELS = (
+    {"model": "contacts.Contact", "exclude_fields": [*_AUDIT_FACTS, "referral_count", "stage", "updated_at"]},
+    "contacts.Purchase",
+    "contacts.TagGroup",
+    "contacts.Tag",
+    "contacts.Channel",
+    "contacts.ChannelSpend",
+    "contacts.Product",
+    "communities.Community",
+    "campaigns.Segment",
+    "campaigns.MessageTemplate",
+    "campaigns.Broadcast",
+    "campaigns.Automation",
+    "campaigns.FrequencyPolicy",
+    "wecom.LiveCode",
+    {"model": "scrm.ApiToken", "exclude_fields": ["key_hash", "last_used_at"]},
+    {"model": "auth.User", "exclude_fields": ["password", "last_login"]},
+    "auth.Group",
+)
+# Behind the reverse proxy (BEHIND_PROXY=1), the audit trail records the address the proxy appended to
+# X-Forwarded-For (the last one; those before it are whatever the client sent).
+AUDIT_TRUST_X_FORWARDED_FOR = env.bool("BEHIND_PROXY", default=False)
 WECOM_API_BASE = env.str("WECOM_API_BASE", default="https://qyapi.weixin.qq.com/cgi-bin")
 WECOM_CORP_ID = env.str("WECOM_CORP_ID", default="")
 WECOM_CORP_SECRET = env.str("WECOM_CORP_SECRET", default="")

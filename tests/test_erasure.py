@@ -68,6 +68,19 @@ def _plant(manager) -> Contact:
         message=f"<xml>{MARKER}</xml>",
         status="done",
     )
+    services.contact_update(contact=contact, actor=manager, occupation=f"新职{MARKER}")  # a change history entry
+    services.contact_consent_give(contact=contact, source=f"src{MARKER}", actor=manager)
+    # Files: an uploaded import that named the person (with a rejected row's original cells) and an export.
+    from django.core.files.base import ContentFile
+
+    from contacts.exports import export_job_create, export_job_run
+    from contacts.models import ExportJob, ImportJob
+
+    upload = ImportJob(kind="contacts", status="done", created_by=manager, finished_at=timezone.now())
+    upload.errors = [{"line": 2, "field": "email", "message": "bad", "row": {"name": MARKER}}]
+    upload.file.save("people.csv", ContentFile(f"name,phone\n王{MARKER},13800138000\n".encode()), save=True)
+    export = export_job_create(user=manager, source=ExportJob.Source.API, params=[])
+    export_job_run(job_id=export.pk)
     assert task.pk
     return contact
 
@@ -96,11 +109,27 @@ def _places_holding(marker: str) -> list[str]:
     return found
 
 
-def test_erasure_leaves_the_marker_in_no_table(manager):
+def _files_holding(root, marker: str) -> list[str]:
+    return [
+        str(path.relative_to(root))
+        for path in root.rglob("*")
+        if path.is_file() and marker.encode() in path.read_bytes()
+    ]
+
+
+def test_erasure_leaves_the_marker_in_no_table_and_no_file(
+    manager, settings, tmp_path, django_capture_on_commit_callbacks
+):
+    settings.MEDIA_ROOT = tmp_path / "media"
+    settings.CELERY_TASK_ALWAYS_EAGER = True
     contact = _plant(manager)
     assert len(_places_holding(MARKER)) >= 15  # the search does find the planted marker
-    services.contact_erase(contact=contact, actor=manager)
+    assert "auditlog.LogEntry.changes" in _places_holding(MARKER)  # the change history held it too
+    assert len(_files_holding(settings.MEDIA_ROOT, MARKER)) == 2  # the upload and the export
+    with django_capture_on_commit_callbacks(execute=True):
+        services.contact_erase(contact=contact, actor=manager)
     assert _places_holding(MARKER) == []
+    assert _files_holding(settings.MEDIA_ROOT, MARKER) == []
     contact.refresh_from_db()
     assert contact.erased_at is not None
     assert contact.purchases.count() == 1  # history stays, anonymous

@@ -11,6 +11,7 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from scrm.audit import Action, audit
 from scrm.permissions import TokenScopes
 
 from ..models import Contact
@@ -32,6 +33,12 @@ class PersonalDataView(APIView):
     )
     def get(self, request, pk: int) -> HttpResponse:
         contact = get_object_or_404(Contact.objects.visible_to(request.user), pk=pk)
+        audit(
+            Action.PERSONAL_DATA_EXPORTED,
+            actor=request.user,
+            target=contact,
+            detail={"as": request.query_params.get("as", "json")},
+        )
         if request.query_params.get("as") == "csv":
             response = StreamingHttpResponse(personal_data_csv(contact), content_type="text/csv; charset=utf-8")
             response["Content-Disposition"] = f'attachment; filename="personal-data-{contact.pk}.csv"'

@@ -19,6 +19,7 @@ from rest_framework.response import Response
 from contacts import selectors, services
 from contacts.filtersets import ContactFilterSet, PurchaseFilterSet, TouchpointFilterSet
 from contacts.models import Channel, ChannelSpend, Contact, ExportJob, ImportJob, Product, Tag, TagGroup
+from scrm.audit import Action, audit
 from scrm.exceptions import ConflictError
 
 from . import serializers as s
@@ -56,6 +57,11 @@ class ContactViewSet(
         if self.action == "list":
             return selectors.contact_list(self.request.user)
         return selectors.contact_detail(self.request.user).prefetch_related("tags__group")
+
+    def retrieve(self, request, *args, **kwargs):
+        response = super().retrieve(request, *args, **kwargs)
+        audit(Action.CONTACT_VIEWED, actor=request.user, target_type="contacts.contact", target_id=kwargs["pk"])
+        return response
 
     def get_serializer_class(self):
         if self.action in ("update", "partial_update"):
@@ -149,7 +155,7 @@ class ContactViewSet(
         """Record the contact's marketing consent and where it was given."""
         contact = self.get_object()
         data = self._valid(s.ConsentSerializer)
-        services.contact_consent_give(contact=contact, source=data["source"])
+        services.contact_consent_give(contact=contact, source=data["source"], actor=request.user)
         return self._contact_response(contact.pk)
 
     @extend_schema(request=None, responses=s.ContactSerializer)
@@ -157,7 +163,7 @@ class ContactViewSet(
     def opt_out(self, request, pk=None):
         """Record an opt-out: no marketing message reaches the contact any more."""
         contact = self.get_object()
-        services.contact_opt_out(contact=contact)
+        services.contact_opt_out(contact=contact, actor=request.user)
         return self._contact_response(contact.pk)
 
     @extend_schema(request=None, responses=s.ContactSerializer)
@@ -248,6 +254,7 @@ class ExportJobViewSet(viewsets.ReadOnlyModelViewSet):
         job = self.get_object()
         if job.status != ExportJob.Status.DONE or not job.file:
             raise Http404
+        audit(Action.EXPORT_DOWNLOADED, actor=request.user, target=job, count=job.written_rows)
         return FileResponse(job.file.open("rb"), as_attachment=True, filename=job.filename, content_type="text/csv")
 
 

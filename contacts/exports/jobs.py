@@ -24,6 +24,8 @@ from django.http import QueryDict
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from scrm.audit import Action, audit
+
 from ..models import Contact, ExportJob
 from .rows import contact_csv_chunks
 
@@ -80,6 +82,8 @@ def export_job_create(*, user, source: str, params: list) -> ExportJob:
     export_queryset(user=user, source=source, params=pairs)
     with transaction.atomic():
         job = ExportJob.objects.create(source=source, params=pairs, created_by=user)
+        # The filter names only: a search value may be a person's name or number.
+        audit(Action.CONTACTS_EXPORTED, actor=user, target=job, detail={"filters": sorted({k for k, _v in pairs})})
         transaction.on_commit(lambda: export_job_process.delay(job.pk))
     return job
 

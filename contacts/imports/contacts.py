@@ -23,6 +23,8 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
+from scrm.models import AuditEvent
+
 from ..models import Channel, Contact, ContactTag, Tag
 from ..services import CONTACT_EDITABLE_FIELDS
 from .driver import _BatchResult, _Importer
@@ -251,6 +253,7 @@ class _ContactImporter(_Importer):
         self.released: dict[tuple[str, str], int] = {}
         self.contacts = _Inserter(Contact, use_copy=self.use_copy)
         self.links = _Inserter(ContactTag, use_copy=self.use_copy)
+        self.consent_events = _Inserter(AuditEvent, use_copy=self.use_copy)
 
     def parse(self, line, cells):
         values: dict[str, Any] = {}
@@ -470,7 +473,40 @@ class _ContactImporter(_Importer):
             ],
             want_ids=False,
         )
+        self._consent_history(batch, ids)
         return ids
+
+    def _consent_history(self, batch: _ContactBatch, ids: list[int]) -> None:
+        """The consent each row recorded or withdrew, in the audit trail, set-based like the rest."""
+        changes = [
+            (ids[n], "given") for n, (_line, record) in enumerate(batch.creates) if record.get("marketing_consent")
+        ]
+        changes += [
+            (pk, "given" if values["marketing_consent"] else "withdrawn")
+            for pk, values in batch.updates
+            if "marketing_consent" in values
+        ]
+        if not changes:
+            return
+        actor = self.actor
+        name = actor.get_username() if actor is not None else ""
+        now = timezone.now()
+        self.consent_events.insert(
+            [
+                {
+                    "at": now,
+                    "actor_id": actor.pk if actor is not None else None,
+                    "actor_name": name,
+                    "action": AuditEvent.Action.CONSENT_CHANGED,
+                    "target_type": "contacts.contact",
+                    "target_id": str(pk),
+                    "detail": {"consent": change, "source": "import"},
+                    "via": "import",
+                }
+                for pk, change in changes
+            ],
+            want_ids=False,
+        )
 
     def _update(self, updates: list[tuple[int, dict]], now: dt.datetime) -> None:
         if not updates:

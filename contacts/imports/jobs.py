@@ -18,6 +18,8 @@ from django.db.models.functions import Concat
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from scrm.audit import Action, audit
+
 from ..models import ImportJob
 from .contacts import _ContactImporter
 from .driver import BATCH_SIZE, ImportReport, _Run
@@ -93,6 +95,7 @@ def import_job_create(*, kind: str, upload, actor) -> ImportJob:
     job.file.save(f"{uuid.uuid4().hex}.csv", upload, save=False)
     with transaction.atomic():
         job.save()
+        audit(Action.CONTACTS_IMPORTED, actor=actor, target=job, detail={"kind": kind})
         transaction.on_commit(lambda: import_job_process.delay(job.pk))
     return job
 
@@ -198,20 +201,25 @@ def _retention() -> dt.timedelta | None:
     return None if days is None else dt.timedelta(days=days)
 
 
-def import_job_files_delete(*, now: dt.datetime | None = None) -> int:
+def import_job_files_delete(*, now: dt.datetime | None = None, all_finished: bool = False) -> int:
     """Delete the uploaded files of jobs finished longer ago than the retention period, with the original
     cells of the rejected rows; the job keeps its counts and its report (line, field, message) and says
     that the file was deleted.
     Harmless when run twice at once: a conditional update claims each file before it is deleted."""
     retention = _retention()
-    if retention is None:
+    if all_finished:
+        # PIPL erasure: any uploaded file may hold the person, so every finished job's file goes now.
+        cutoff = now or timezone.now()
+        note = " " + _("The uploaded file was deleted when a contact was erased.")
+    elif retention is None:
         return 0
-    cutoff = (now or timezone.now()) - retention
+    else:
+        cutoff = (now or timezone.now()) - retention
+        note = " " + _("The uploaded file was deleted %(days)s days after the import.") % {"days": retention.days}
     finished = ImportJob.objects.filter(status__in=[ImportJob.Status.DONE, ImportJob.Status.FAILED]).exclude(file="")
     expired = finished.filter(
         Q(finished_at__lt=cutoff) | Q(finished_at__isnull=True, created_at__lt=cutoff)
     ).values_list("pk", "file")
-    note = " " + _("The uploaded file was deleted %(days)s days after the import.") % {"days": retention.days}
     deleted = 0
     for pk, name in list(expired):
         # The rejected rows' original cells are copies of the file: they go with it (line, field and
@@ -223,12 +231,16 @@ def import_job_files_delete(*, now: dt.datetime | None = None) -> int:
         )
         if not claimed:
             continue  # another sweep claimed it
-        try:
-            ImportJob._meta.get_field("file").storage.delete(name)
-        except OSError:
-            logger.exception("could not delete the file %s of import job %s", name, pk)
+        transaction.on_commit(lambda name=name, pk=pk: _file_delete(name, pk))
         deleted += 1
     return deleted
+
+
+def _file_delete(name: str, pk: int) -> None:
+    try:
+        ImportJob._meta.get_field("file").storage.delete(name)
+    except OSError:
+        logger.exception("could not delete the file %s of import job %s", name, pk)
 
 
 def import_jobs_sweep(*, requeue_after: dt.timedelta = dt.timedelta(minutes=10)) -> dict[str, int]:

@@ -211,6 +211,25 @@ def test_import_shows_progress_until_done_and_the_rejected_rows(login, operator,
     page.screenshot(path=f"{SCREENSHOT_DIR}/scrm-import-done.png", full_page=True)
 
 
+def test_export_runs_in_the_background_and_downloads_the_filtered_list(login, book, operator, settings, tmp_path):
+    settings.CELERY_TASK_ALWAYS_EAGER = True
+    settings.MEDIA_ROOT = tmp_path
+    page = login(operator)
+    page.goto(page.url.split("/contacts/")[0] + "/contacts/?search=陈二")
+    expect(page.get_by_test_id("contact-row")).to_have_count(1)
+    page.get_by_test_id("export-link").click()
+    page.wait_for_url(re.compile(r".*/contacts/exports/\d+/$"))
+    expect(page.get_by_test_id("export-progress")).to_have_attribute("data-status", "done", timeout=20_000)
+    expect(page.get_by_test_id("export-message")).to_contain_text("1")
+    page.screenshot(path=f"{SCREENSHOT_DIR}/scrm-export-done.png", full_page=True)
+    with page.expect_download() as download:
+        page.get_by_test_id("export-download").click()
+    text = open(download.value.path(), encoding="utf-8-sig").read()
+    assert "陈二复购" in text and "周一线索" not in text and "同事的客户" not in text
+    page.click('a[href="/contacts/exports/"]')
+    expect(page.get_by_test_id("export-row")).to_have_count(1)
+
+
 def test_import_progress_bar_polls_a_running_job(login, operator):
     job = ImportJob.objects.create(
         kind=ImportJob.Kind.CONTACTS,

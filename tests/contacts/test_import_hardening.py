@@ -156,13 +156,16 @@ def _finished_job(user, days_ago: int) -> ImportJob:
 
 
 @pytest.mark.django_db
-def test_the_sweep_deletes_uploaded_files_after_the_retention_period(media, settings):
+def test_the_sweep_deletes_uploaded_files_after_the_retention_period(
+    media, settings, django_capture_on_commit_callbacks
+):
     settings.SCRM_IMPORT_RETENTION_DAYS = 30
     user = UserFactory()
     old, recent = _finished_job(user, 31), _finished_job(user, 29)
     old_path, recent_path = old.file.path, recent.file.path
 
-    assert imports.import_jobs_sweep()["files_deleted"] == 1
+    with django_capture_on_commit_callbacks(execute=True):  # files go once the claim is committed
+        assert imports.import_jobs_sweep()["files_deleted"] == 1
     assert imports.import_jobs_sweep()["files_deleted"] == 0  # a second sweep finds nothing
 
     old.refresh_from_db()
