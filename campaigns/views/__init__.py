@@ -7,11 +7,11 @@ messages to their own contacts and their own tasks; an id outside that set is a 
 the services, whose ``ValidationError`` messages are shown on the form, naming the field.
 
 Each section of the campaigns dashboard is a module here: ``segments``, ``message_templates``,
-``broadcasts`` (with the outbox), ``policy`` and ``automations`` (with the follow-up tasks); ``common``
+``broadcasts`` (with the outbox), ``policy``, ``automations`` and ``tasks`` (the follow-up tasks); ``common``
 holds what they share.
 """
 
-from .automations import automation_create, automation_edit, automation_list, automation_toggle, task_done, task_list
+from .automations import automation_create, automation_edit, automation_list, automation_toggle
 from .broadcasts import (
     broadcast_approve,
     broadcast_cancel,
@@ -28,6 +28,7 @@ from .broadcasts import (
 from .message_templates import template_create, template_detail, template_edit, template_list
 from .policy import policy_edit
 from .segments import segment_count, segment_create, segment_edit, segment_list, segment_row_count
+from .tasks import task_done, task_list
 
 __all__ = [
     "automation_create",
