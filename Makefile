@@ -34,17 +34,45 @@ run: install
 	@echo "  API docs:            http://$(HOST):$(PORT)/api/docs/"
 	@echo "  Stop with Ctrl-C."
 	@echo ""
-	@trap 'kill 0' INT TERM EXIT; \
-	  export DEBUG=$${DEBUG:-1}; \
+	@# Every service runs in the background and the shell waits for the web server. Ctrl-C (SIGINT to the
+	@# whole foreground group) or SIGTERM runs `stop` once: SIGTERM to each service (Celery: warm shutdown),
+	@# SIGQUIT to the workers after 3 s (cold shutdown: running tasks are cut, the ledger retries them),
+	@# SIGKILL to what is left after 5 s; then the shell exits 0 (make itself ends with 130 after Ctrl-C).
+	@# The trap ignores further signals while it stops, so a second Ctrl-C cannot re-enter it.
+	@export DEBUG=$${DEBUG:-1}; \
+	  pids=""; workers=""; \
+	  stop() { \
+	    trap '' INT TERM; trap - EXIT; \
+	    echo ""; echo "  Stopping the web server, workers, beat and the WeCom stand-in ..."; \
+	    kill -TERM $$pids 2>/dev/null; \
+	    tick=0; \
+	    while [ $$tick -lt 60 ]; do \
+	      alive=""; for pid in $$pids; do kill -0 $$pid 2>/dev/null && alive="$$alive $$pid"; done; \
+	      [ -z "$$alive" ] && break; \
+	      [ $$tick -eq 30 ] && kill -QUIT $$workers 2>/dev/null; \
+	      if [ $$tick -eq 50 ]; then \
+	        for pid in $$workers; do pkill -KILL -P $$pid 2>/dev/null; done; kill -KILL $$alive 2>/dev/null; \
+	      fi; \
+	      sleep 0.1; tick=$$((tick + 1)); \
+	    done; \
+	    wait 2>/dev/null; \
+	    echo "  Stopped."; \
+	  }; \
+	  trap 'stop; exit 0' INT TERM; \
+	  trap 'stop' EXIT; \
 	  if [ -z "$$WECOM_CORP_ID" ]; then \
 	    echo "  WeCom:               simulated by the local stand-in on port $(WECOM_STANDIN_PORT) (set WECOM_* for a real corp)"; \
 	    export $(WECOM_SIMULATION_ENV); \
-	    $(MANAGE) wecom_standin --port $(WECOM_STANDIN_PORT) & \
+	    $(MANAGE) wecom_standin --port $(WECOM_STANDIN_PORT) & pids="$$pids $$!"; \
 	  fi; \
 	  $(BIN)/celery -A scrm worker --loglevel=INFO --concurrency=2 -Q default,wecom -n default@%h & \
+	    pids="$$pids $$!"; workers="$$workers $$!"; \
 	  $(BIN)/celery -A scrm worker --loglevel=INFO --concurrency=1 -Q wecom -n wecom@%h & \
-	  $(BIN)/celery -A scrm beat --loglevel=INFO & \
-	  $(MANAGE) runserver $(HOST):$(PORT)
+	    pids="$$pids $$!"; workers="$$workers $$!"; \
+	  $(BIN)/celery -A scrm beat --loglevel=INFO & pids="$$pids $$!"; \
+	  $(MANAGE) runserver $(HOST):$(PORT) & web=$$!; pids="$$pids $$web"; \
+	  wait $$web; status=$$?; \
+	  stop; exit $$status
 
 ## make test: the whole suite. SQLite by default; PostgreSQL/Redis when DATABASE_URL/REDIS_URL are set.
 test: install browser

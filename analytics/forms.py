@@ -439,7 +439,9 @@ class KocForm(ReportFilterForm):
     accepts them, and the period names its CSV file."""
 
     community = documented(
-        forms.ModelChoiceField(queryset=Community.objects.none(), label=_("Community")),
+        forms.ModelChoiceField(
+            queryset=Community.objects.none(), label=_("Community"), empty_label=_("Choose a community")
+        ),
         _("The community (id) whose members are ranked."),
     )
     limit = documented(

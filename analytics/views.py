@@ -1,5 +1,5 @@
-"""Report pages for managers (数据看板): overview, funnel, cohorts, channels, trend, sales decomposition,
-RFM layers, community health and KOC ranking.
+"""Report pages (数据看板): overview, funnel, cohorts, channels, trend, sales decomposition, RFM layers,
+community health and KOC ranking — the team's for managers, one's own figures for operators.
 
 Every number comes from ``analytics.metrics``, always with ``Filters(user=request.user)`` so that the
 scoping of the metric services applies; a view only validates the query string with the report's form
@@ -7,16 +7,22 @@ scoping of the metric services applies; a view only validates the query string w
 the templates and the charts. Each page runs a fixed number of queries whatever the size of the data
 (the services are set-based). Counts link to the contacts behind them (the contact list's drill-down,
 see ``analytics.forms.DrillDownForm``) and each table links to its CSV export in the analytics API.
+
+Operators (``scrm.roles.OWN_REPORTS_PERMISSION``) see the same pages over their own contacts: the owner
+filter is pinned to them (the form offers no owner), which is what the metric services already do for a
+manager's owner filter — spend, CPL, CAC, ROI and LTV:CAC are left empty, since spend belongs to channels
+and days, not to a staff member. docs/reports.md says what each report shows them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from decimal import Decimal
+from functools import wraps
 from typing import Any
 
-from django.contrib.auth.decorators import login_required, permission_required
-from django.core.exceptions import ValidationError
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import reverse
@@ -24,6 +30,8 @@ from django.utils.http import urlencode
 from django.utils.translation import gettext_lazy as _
 
 from communities.models import Community, Membership
+from contacts.models import Contact
+from scrm.roles import REPORTS_PERMISSIONS
 
 from . import metrics
 from .forms import (
@@ -41,7 +49,7 @@ from .forms import (
     layer_label,
 )
 
-REPORTS_PERMISSION = "analytics.view_reports"
+OWN_FIGURES_TEMPLATE = "analytics/workbench/own_figures_report.html"
 
 REPORT_TABS = (
     ("overview", _("Overview")),
@@ -59,8 +67,23 @@ NO_CHANNEL = _("No channel")
 
 
 def reports_view(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-    """Logged in, and allowed to read the reports (managers, admins, integrators; not operators: 403)."""
-    return login_required(permission_required(REPORTS_PERMISSION, raise_exception=True)(view))
+    """Logged in, and allowed to read the reports: the team's (managers, admins, integrators) or one's own
+    (operators); anyone else gets 403."""
+
+    @wraps(view)
+    def checked(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not any(request.user.has_perm(permission) for permission in REPORTS_PERMISSIONS):
+            raise PermissionDenied
+        return view(request, *args, **kwargs)
+
+    return login_required(checked)
+
+
+def own_figures_only(user) -> bool:
+    """Whether the reports are pinned to the user's own contacts: everyone who does not see every contact.
+    (A permission alone would not do: the metric services scope by what the user sees, but spend is only
+    left out when the owner is named.)"""
+    return not Contact.objects.sees_all(user)
 
 
 # --- Shaping results for templates and charts -------------------------------------------------------
@@ -141,6 +164,9 @@ def _report(
     """Validate the query string with the report's form (defaults filled in), build the report, render it.
     Invalid input is shown on the form (status 200, like any form), never a 500."""
     form = form_class.from_query(request.GET, user=request.user, page=True)
+    own = own_figures_only(request.user)
+    if own:
+        form.fields.pop("owner", None)
     tabs = _tabs(request, name)
     context: dict[str, Any] = {
         "form": form,
@@ -160,6 +186,8 @@ def _report(
         **(extra or {}),
     }
     if form.is_valid():
+        if own:
+            form.cleaned_data["owner"] = request.user
         try:
             context.update(build(form))
         except ValidationError as exc:
@@ -168,7 +196,12 @@ def _report(
             context["ready"] = True
             context["report_query"] = form.query_params()
             context["drill_base"] = form.query_params(FILTER_FIELDS)
-    return render(request, template or f"analytics/{name}.html", context)
+    template = template or f"analytics/{name}.html"
+    if own and not template.startswith("analytics/includes/"):
+        # The report's own page, saying that the figures are the operator's own contacts'.
+        context["report_template"] = template
+        template = OWN_FIGURES_TEMPLATE
+    return render(request, template, context)
 
 
 # --- Pages ------------------------------------------------------------------------------------------

@@ -39,7 +39,6 @@ def main() -> None:
     from django.contrib.auth import get_user_model
     from django.test import Client
     from django.utils import timezone
-    from rest_framework.authtoken.models import Token
 
     from contacts.models import Channel, Contact
 
@@ -48,7 +47,9 @@ def main() -> None:
         sys.exit("No contacts: run bench/seed_demo.py first.")
     manager = User.objects.get(username="manager")
     operator = User.objects.get(username="operator")
-    token = Token.objects.get_or_create(user=manager)[0].key
+    from scrm.authentication import api_token_create
+
+    _, token = api_token_create(user=manager, name="bench", scopes=["read"])
     channel = Channel.objects.get(name="抖音信息流")
     since = timezone.localdate() - dt.timedelta(days=90)
     scenarios = [
@@ -58,7 +59,7 @@ def main() -> None:
     client = Client(HTTP_AUTHORIZATION=f"Token {token}")
 
     print(machine())
-    print(f"{Contact.objects.count():,} contacts; as 'manager' with a DRF token; in-process Django test Client")
+    print(f"{Contact.objects.count():,} contacts; as 'manager' with an API token; in-process Django test Client")
     summary = [("current code", measure(client, scenarios, args))]
 
     print(f"\nSummary (target: {TARGET_MS} ms per call)")

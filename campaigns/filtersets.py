@@ -85,10 +85,11 @@ class DeliveryFilterSet(filters.FilterSet):
     status = filters.MultipleChoiceFilter(choices=Delivery.Status.choices, distinct=False, label=_("Status"))
     reason = filters.MultipleChoiceFilter(choices=Delivery.Reason.choices, distinct=False, label=_("Reason"))
     medium = filters.ChoiceFilter(choices=Medium.choices, label=_("Sent via"))
+    hold = filters.ChoiceFilter(choices=Delivery.Hold.choices, label=_("Waiting for"))
 
     class Meta:
         model = Delivery
-        fields = ["broadcast", "automation", "contact", "status", "reason", "medium"]
+        fields = ["broadcast", "automation", "contact", "status", "reason", "medium", "hold"]
 
 
 class OutboxMessageFilterSet(filters.FilterSet):

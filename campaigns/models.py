@@ -352,11 +352,17 @@ class AutomationRun(models.Model):
 
 
 class Delivery(models.Model):
-    """One message to one contact, from a broadcast or an automation run: the exactly-once ledger.
+    """One message to one contact, from a broadcast, an automation run, a WeCom welcome or a one-off message
+    written by a staff member on the contact's page (``one_off_key``): the exactly-once ledger.
 
     ``pending`` → ``sending`` (claimed by a worker; counts against the caps from this moment) → ``sent`` or
-    ``failed``; or ``suppressed`` with the reason. ``not_before`` defers a pending delivery (quiet hours,
-    retry backoff)."""
+    ``failed``; or ``suppressed`` with the reason. ``not_before`` defers a pending delivery and ``hold`` says
+    why (quiet hours, a retry's backoff): when the quiet hours change, the rows they hold are released.
+    A one-off message has a template, or its own ``body`` (placeholders allowed, rendered at send time)."""
+
+    class Hold(models.TextChoices):
+        QUIET_HOURS = "quiet_hours", _("Quiet hours")
+        RETRY = "retry", _("Retry after an error")
 
     class Status(models.TextChoices):
         PENDING = "pending", _("Pending")
@@ -381,14 +387,24 @@ class Delivery(models.Model):
     )
     # A WeCom welcome message (欢迎语): the WelcomeCode of the add it answers, usable once.
     welcome_code = models.CharField(max_length=128, null=True, blank=True, unique=True)
+    # A one-off message: its idempotency key (a retried request finds the same row) and who wrote it.
+    one_off_key = models.CharField(max_length=64, null=True, blank=True, unique=True)
+    sent_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
     contact = models.ForeignKey("contacts.Contact", on_delete=models.CASCADE, related_name="deliveries")
     medium = models.CharField(max_length=20, choices=Medium.choices)
-    template = models.ForeignKey(MessageTemplate, on_delete=models.PROTECT, related_name="+")
+    # Empty only for a one-off message written freely: then ``subject``/``body`` hold its text.
+    template = models.ForeignKey(MessageTemplate, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    # Defaults in the database too: the set-based INSERT … SELECT of planning and automations leaves them out.
+    subject = models.CharField(max_length=200, blank=True, default="", db_default="")
+    body = models.TextField(blank=True, default="", db_default="")
     is_marketing = models.BooleanField(default=True)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     reason = models.CharField(max_length=16, choices=Reason.choices, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
     not_before = models.DateTimeField(null=True, blank=True)
+    hold = models.CharField(max_length=16, choices=Hold.choices, blank=True, default="", db_default="")
     claimed_at = models.DateTimeField(null=True, blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -411,9 +427,13 @@ class Delivery(models.Model):
                 name="delivery_once_per_broadcast",
             ),
             models.CheckConstraint(
-                condition=Q(broadcast__isnull=False) | Q(automation_run__isnull=False) | Q(welcome_code__isnull=False),
+                condition=Q(broadcast__isnull=False)
+                | Q(automation_run__isnull=False)
+                | Q(welcome_code__isnull=False)
+                | Q(one_off_key__isnull=False),
                 name="delivery_has_source",
             ),
+            models.CheckConstraint(condition=Q(template__isnull=False) | ~Q(body=""), name="delivery_has_content"),
         ]
         indexes = [
             # The frequency caps: a contact's marketing messages that count (claimed or sent) by time.
@@ -424,6 +444,10 @@ class Delivery(models.Model):
             ),
             models.Index(fields=["broadcast", "status"], name="delivery_broadcast_status"),
             models.Index(fields=["status", "claimed_at"], name="delivery_stuck", condition=Q(status="sending")),
+            # What the quiet hours hold: released at once when the policy changes.
+            models.Index(
+                fields=["not_before"], name="delivery_quiet_hold", condition=Q(status="pending", hold="quiet_hours")
+            ),
         ]
 
     def __str__(self) -> str:
@@ -453,7 +477,12 @@ class OutboxMessage(models.Model):
 
 
 class FollowUpTask(models.Model):
-    """A to-do for the staff member who owns a contact (跟进任务), created by an automation or by hand."""
+    """A to-do for the staff member who owns a contact (跟进任务), created by an automation or by hand.
+
+    ``remind_at`` is when the assignee wants to be reminded; the beat task ``follow_up_reminders_tick``
+    stamps ``reminded_at`` once it has passed, and the task then heads the assignee's list until it is
+    done. Completing a task records its ``outcome`` and a ``task_done`` touchpoint on the contact's
+    timeline (``campaigns.followups``)."""
 
     class Status(models.TextChoices):
         OPEN = "open", _("Open")
@@ -468,9 +497,30 @@ class FollowUpTask(models.Model):
     title = models.CharField(_("title"), max_length=200)
     note = models.TextField(_("note"), blank=True)
     due_at = models.DateTimeField(_("due"), null=True, blank=True)
+    remind_at = models.DateTimeField(_("remind at"), null=True, blank=True)
+    reminded_at = models.DateTimeField(_("reminded at"), null=True, blank=True, editable=False)
     status = models.CharField(_("status"), max_length=10, choices=Status.choices, default=Status.OPEN)
+    # What came of it (跟进结果), written when the task is completed. A database default too: automations
+    # write their tasks with one INSERT … SELECT that names only the columns it sets.
+    outcome = models.TextField(_("outcome"), blank=True, default="", db_default="")
     automation_run = models.OneToOneField(
         AutomationRun, on_delete=models.SET_NULL, null=True, blank=True, related_name="task"
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("created by"),
+    )
+    completed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("completed by"),
     )
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
     done_at = models.DateTimeField(_("done at"), null=True, blank=True)
@@ -481,7 +531,17 @@ class FollowUpTask(models.Model):
         ordering = ["status", "due_at", "-id"]
         verbose_name = _("follow-up task")
         verbose_name_plural = _("follow-up tasks")
-        indexes = [models.Index(fields=["assignee", "status"], name="task_assignee_status")]
+        indexes = [
+            models.Index(fields=["assignee", "status"], name="task_assignee_status"),
+            # The open tasks of one assignee by due time: the today / overdue views and their counts.
+            models.Index(fields=["assignee", "due_at"], name="task_open_assignee_due", condition=Q(status="open")),
+            # The reminder tick: open tasks whose reminder has not fired yet, by reminder time.
+            models.Index(
+                fields=["remind_at"],
+                name="task_reminder_due",
+                condition=Q(status="open", reminded_at__isnull=True, remind_at__isnull=False),
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.title

@@ -5,6 +5,10 @@ time they were claimed. A delivery is claimed inside the same transaction that c
 the contact rows are locked (PostgreSQL) or the database is write-locked (SQLite), so two broadcasts
 sending to the same contact at once cannot both slip under a cap.
 
+The planner's checks (``recipients_checked``: consent, opt-out, an address for the medium, a cap already
+reached) are one SQL expression over contacts: planning writes it into the ledger, and the broadcast editor
+counts it grouped by reason (``recipients_estimate``) — the same rules, never restated.
+
 This module reads the policy; changing it is ``policy_update`` in ``campaigns.services``.
 """
 
@@ -14,15 +18,32 @@ import calendar
 import datetime as dt
 from dataclasses import dataclass
 
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Case, CharField, Count, Q, QuerySet, Value, When
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from analytics.metrics import business_timezone
 
+from .gateways import gateway_for
 from .models import Delivery, FrequencyCap, FrequencyPolicy
 
 COUNTED_STATUSES = (Delivery.Status.SENDING, Delivery.Status.SENT)
+
+# The contact field that addresses a message on each medium (the outbox needs none).
+ADDRESS_FIELDS = {
+    "wecom": "wecom_external_userid",
+    "group": "wecom_external_userid",
+    "official_account": "wechat_unionid",
+    "sms": "phone",
+    "email": "email",
+}
+# The reasons the planner may give, in the order it checks them (the first that applies wins).
+PLANNED_REASONS = (
+    Delivery.Reason.OPTED_OUT,
+    Delivery.Reason.NO_CONSENT,
+    Delivery.Reason.NO_ADDRESS,
+    Delivery.Reason.FREQUENCY_CAP,
+)
 
 
 @dataclass(frozen=True)
@@ -78,6 +99,7 @@ def over_cap_contacts(windows: list[CapWindow]) -> QuerySet | None:
     """A subquery of the contact ids already at or over any of ``windows`` (set-based, for planning)."""
     subqueries = [
         window.deliveries()
+        .order_by()  # no ORDER BY inside a UNION (SQLite refuses it)
         .values("contact_id")
         .annotate(n=Count("id"))
         .filter(n__gte=window.limit)
@@ -144,3 +166,51 @@ def consent_q(prefix: str = "") -> Q:
             f"{prefix}merged_into__isnull": True,
         }
     )
+
+
+# --- The planner's checks, as SQL --------------------------------------------------------------
+
+
+def suppression_reason(*, medium: str, needs_address: bool, over_cap) -> Case:
+    """The SQL expression that decides, per contact, why a delivery is suppressed ('' = send it)."""
+    whens = [
+        When(opted_out_at__isnull=False, then=Value(Delivery.Reason.OPTED_OUT)),
+        When(marketing_consent=False, then=Value(Delivery.Reason.NO_CONSENT)),
+    ]
+    if needs_address:
+        field = ADDRESS_FIELDS[medium]
+        whens.append(When(Q(**{f"{field}__isnull": True}) | Q(**{field: ""}), then=Value(Delivery.Reason.NO_ADDRESS)))
+    if over_cap is not None:
+        whens.append(When(pk__in=over_cap, then=Value(Delivery.Reason.FREQUENCY_CAP)))
+    return Case(*whens, default=Value(""), output_field=CharField())
+
+
+def recipients_checked(
+    contacts: QuerySet, *, medium: str, is_marketing: bool, now: dt.datetime, current: FrequencyPolicy | None = None
+) -> QuerySet:
+    """``contacts`` annotated with ``d_reason``: why a message on ``medium`` would be suppressed if planned
+    at ``now`` ('' = it would be sent): opted out, no consent, no address for the medium, a cap already
+    reached. What ``sending.broadcast_plan`` writes, and what the editor's estimate counts."""
+    current = current or policy_get()
+    over_cap = None
+    if caps_apply(is_marketing=is_marketing, policy=current):
+        over_cap = over_cap_contacts(cap_windows(medium=medium, now=now))
+    reason = suppression_reason(medium=medium, needs_address=gateway_for(medium).needs_address, over_cap=over_cap)
+    return contacts.annotate(d_reason=reason)
+
+
+def recipients_estimate(contacts: QuerySet, *, medium: str, is_marketing: bool, now: dt.datetime) -> dict:
+    """Who of ``contacts`` a message would reach if it were planned now: ``{"total", "eligible",
+    "by_reason": {reason: n}}`` — one ``COUNT … GROUP BY`` over the planner's own expression."""
+    rows = (
+        recipients_checked(contacts, medium=medium, is_marketing=is_marketing, now=now)
+        .order_by()
+        .values("d_reason")
+        .annotate(n=Count("pk"))
+        .values_list("d_reason", "n")
+    )
+    by_reason = dict.fromkeys(PLANNED_REASONS, 0)
+    for reason, n in rows:
+        by_reason[reason] = by_reason.get(reason, 0) + n
+    eligible = by_reason.pop("", 0)
+    return {"total": eligible + sum(by_reason.values()), "eligible": eligible, "by_reason": by_reason}

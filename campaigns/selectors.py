@@ -10,12 +10,22 @@ from __future__ import annotations
 
 import datetime as dt
 
-from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Sum
+from django.db.models import Count, Exists, Max, Min, OuterRef, Q, QuerySet, Sum
+from django.utils import timezone
 
 from communities.models import Membership
 from contacts.models import Contact, Purchase
 
-from .models import Automation, Broadcast, Delivery, FollowUpTask, MessageTemplate, OutboxMessage, Segment
+from .models import (
+    Automation,
+    AutomationRun,
+    Broadcast,
+    Delivery,
+    FollowUpTask,
+    MessageTemplate,
+    OutboxMessage,
+    Segment,
+)
 from .segments import segment_q
 
 
@@ -29,6 +39,40 @@ def broadcast_list(user) -> QuerySet[Broadcast]:
 
 def delivery_list(user) -> QuerySet[Delivery]:
     return Delivery.objects.visible_to(user).select_related("contact", "broadcast", "automation_run__automation")
+
+
+def broadcast_recipients(user, broadcast: Broadcast) -> QuerySet[Delivery]:
+    """A broadcast's deliveries, one per recipient, limited to the contacts ``user`` may see (an operator
+    sees the messages to their own contacts), with what the list shows of each contact."""
+    return (
+        Delivery.objects.visible_to(user)
+        .filter(broadcast=broadcast)
+        .select_related("contact")
+        .only(
+            *("id", "status", "reason", "hold", "not_before", "sent_at", "attempts", "error", "medium", "created_at"),
+            *("broadcast_id", "contact__id", "contact__name", "contact__owner_id", "contact__erased_at"),
+        )
+        .order_by("id")
+    )
+
+
+def automation_runs(user, automation: Automation) -> QuerySet[AutomationRun]:
+    """An automation's runs for the contacts ``user`` may see, newest first, each with its delivery (the
+    message it sent, if any) and its follow-up task, in one query per page."""
+    return (
+        AutomationRun.objects.visible_to(user)
+        .filter(automation=automation)
+        .select_related("contact", "product", "delivery", "task")
+        .order_by("-due_at", "-id")
+    )
+
+
+def automation_run_counts(user, automation: Automation) -> dict[str, int]:
+    """{status: runs} of one automation, for the contacts ``user`` may see (one grouped query)."""
+    counts = dict.fromkeys(AutomationRun.Status.values, 0)
+    rows = AutomationRun.objects.visible_to(user).filter(automation=automation).values_list("status")
+    counts.update(dict(rows.annotate(n=Count("id")).order_by()))
+    return counts
 
 
 def outbox_list(user) -> QuerySet[OutboxMessage]:
@@ -63,16 +107,26 @@ def broadcast_segment_rules(broadcast: Broadcast) -> dict:
 def broadcast_audience(broadcast: Broadcast) -> QuerySet[Contact]:
     """The live contacts a broadcast targets: its segment and/or the current members of its communities,
     limited to the contacts its author may see (an operator's broadcast reaches only their own)."""
+    return audience_contacts(
+        author=broadcast.created_by,
+        rules=broadcast_segment_rules(broadcast) if broadcast.segment_id else None,
+        community_ids=list(broadcast.communities.values_list("pk", flat=True)),
+    )
+
+
+def audience_contacts(*, author, rules: dict | None, community_ids: list[int]) -> QuerySet[Contact]:
+    """The live contacts matching segment ``rules`` and/or currently in ``community_ids``, among those
+    ``author`` may see: a broadcast's audience, also before it is saved (the editor's estimate). Raises
+    ``ValidationError`` when the rules do not compile."""
     parts = []
-    if broadcast.segment_id:
-        parts.append(segment_q(broadcast_segment_rules(broadcast)))
-    community_ids = list(broadcast.communities.values_list("pk", flat=True))
+    if rules is not None:
+        parts.append(segment_q(rules))
     if community_ids:
         members = Membership.objects.filter(
             contact_id=OuterRef("pk"), community_id__in=community_ids, left_at__isnull=True
         )
         parts.append(Q(Exists(members)))
-    contacts = Contact.objects.live().visible_to(broadcast.created_by).filter(erased_at__isnull=True)
+    contacts = Contact.objects.live().visible_to(author).filter(erased_at__isnull=True)
     if not parts:
         return contacts.none()
     audience = parts[0]
@@ -81,18 +135,31 @@ def broadcast_audience(broadcast: Broadcast) -> QuerySet[Contact]:
     return contacts.filter(audience)
 
 
-def broadcast_progress(broadcast: Broadcast) -> dict:
-    """Targeted, and how many deliveries are pending, in flight, sent, failed and suppressed (by reason).
-    One grouped query over the broadcast's deliveries."""
+def broadcast_progress(broadcast: Broadcast, *, now: dt.datetime | None = None) -> dict:
+    """Targeted, and how many deliveries are pending, in flight, sent, failed and suppressed (by reason),
+    and what holds the pending ones (``holds``: quiet hours until when, retries). One grouped query over
+    the broadcast's deliveries."""
+    now = now or timezone.now()
     counts = {status: 0 for status in Delivery.Status.values}
     reasons = {reason: 0 for reason in Delivery.Reason.values}
+    held = Q(status=Delivery.Status.PENDING, not_before__gt=now)
     rows = (
-        Delivery.objects.filter(broadcast=broadcast).values_list("status", "reason").annotate(n=Count("id")).order_by()
+        Delivery.objects.filter(broadcast=broadcast)
+        .values_list("status", "reason", "hold")
+        .annotate(n=Count("id"), held=Count("id", filter=held), first=Min("not_before", filter=held))
+        .annotate(last=Max("not_before", filter=held))
+        .order_by()
     )
-    for status, reason, n in rows:
+    holds: dict[str, dict] = {}
+    for status, reason, hold, n, n_held, first, last in rows:
         counts[status] += n
         if status == Delivery.Status.SUPPRESSED and reason:
             reasons[reason] += n
+        if n_held:
+            # The quiet hours hold everything until one moment (their end); retries wait each its own backoff.
+            entry = holds.setdefault(hold, {"hold": hold, "count": 0, "first": first, "last": last})
+            entry["count"] += n_held
+            entry["first"], entry["last"] = min(entry["first"], first), max(entry["last"], last)
     targeted = sum(counts.values())
     done = targeted - counts[Delivery.Status.PENDING] - counts[Delivery.Status.SENDING]
     return {
@@ -104,6 +171,10 @@ def broadcast_progress(broadcast: Broadcast) -> dict:
         "failed": counts[Delivery.Status.FAILED],
         "suppressed": counts[Delivery.Status.SUPPRESSED],
         "suppressed_by_reason": reasons,
+        "holds": [
+            {**h, "until": h["last"] if h["hold"] == Delivery.Hold.QUIET_HOURS else h["first"]}
+            for h in sorted(holds.values(), key=lambda h: (h["hold"] != Delivery.Hold.QUIET_HOURS, h["hold"]))
+        ],
         "done": done,
         "percent": round(100 * done / targeted, 1) if targeted else (100.0 if broadcast.planned_at else 0.0),
     }

@@ -10,7 +10,9 @@
 5. **Send** (``deliveries_send`` → ``deliveries_send_chunk``): render, hand to the gateway, record.
 6. **Finish** (``broadcast_finish_if_done``, ``deliveries_requeue_stuck``).
 
-Automation deliveries (rows without a broadcast) are claimed and sent by the same senders.
+Automation deliveries and one-off messages (rows without a broadcast; WeCom welcomes excepted, ``wecom.adds``
+sends those) go through the same senders and checks. Rows the quiet hours defer carry ``hold = quiet_hours``
+and are released when the policy changes (``deliveries_quiet_hours_release``).
 
 Exactly-once rests on the ``Delivery`` ledger: planning writes each (broadcast, contact) row once however
 often it runs; a chunk is claimed with ``SELECT … FOR UPDATE SKIP LOCKED`` (PostgreSQL) or under SQLite's
@@ -32,6 +34,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from django.db import connection, transaction
 from django.db.models import Case, CharField, F, Q, QuerySet, Value, When
@@ -56,15 +59,6 @@ EXTERNAL_CHUNK_SIZE = 20
 STUCK_AFTER = dt.timedelta(minutes=10)
 MAX_ATTEMPTS = 5
 RETRY_BASE = dt.timedelta(seconds=30)
-
-# The contact field that addresses a message on each medium (the outbox needs none).
-ADDRESS_FIELDS = {
-    "wecom": "wecom_external_userid",
-    "group": "wecom_external_userid",
-    "official_account": "wechat_unionid",
-    "sms": "phone",
-    "email": "email",
-}
 
 
 # --- 1. Tick ---------------------------------------------------------------------------------
@@ -161,34 +155,13 @@ def _enqueue_senders(broadcast_id: int | None, count: int = SEND_PARALLELISM) ->
 # --- 3. Plan ---------------------------------------------------------------------------------
 
 
-def _suppression_reason(*, medium: str, needs_address: bool, over_cap) -> Case:
-    """The SQL expression that decides, per contact, why a delivery is suppressed ('' = send it)."""
-    whens = [
-        When(opted_out_at__isnull=False, then=Value(Delivery.Reason.OPTED_OUT)),
-        When(marketing_consent=False, then=Value(Delivery.Reason.NO_CONSENT)),
-    ]
-    if needs_address:
-        field = ADDRESS_FIELDS[medium]
-        whens.append(When(Q(**{f"{field}__isnull": True}) | Q(**{field: ""}), then=Value(Delivery.Reason.NO_ADDRESS)))
-    if over_cap is not None:
-        whens.append(When(pk__in=over_cap, then=Value(Delivery.Reason.FREQUENCY_CAP)))
-    return Case(*whens, default=Value(""), output_field=CharField())
-
-
 def broadcast_plan(*, broadcast: Broadcast, now: dt.datetime | None = None) -> int:
-    """Write one delivery per targeted contact in a single ``INSERT … SELECT``: pending, or suppressed
-    with the reason (no consent, opted out, no address, already at a frequency cap). Idempotent."""
+    """Write one delivery per targeted contact in a single ``INSERT … SELECT``: pending, or suppressed with
+    the reason (``policy.recipients_checked``: the expression the editor's estimate counts). Idempotent."""
     now = now or timezone.now()
-    template = broadcast.template
-    current = policy.policy_get()
-    is_marketing = not template.is_service
-    over_cap = None
-    if policy.caps_apply(is_marketing=is_marketing, policy=current):
-        over_cap = policy.over_cap_contacts(policy.cap_windows(medium=broadcast.medium, now=now))
-    gateway = gateway_for(broadcast.medium)
-    reason = _suppression_reason(medium=broadcast.medium, needs_address=gateway.needs_address, over_cap=over_cap)
-    rows = selectors.broadcast_audience(broadcast).annotate(
-        d_reason=reason,
+    template, is_marketing = broadcast.template, not broadcast.template.is_service
+    audience = selectors.broadcast_audience(broadcast)
+    rows = policy.recipients_checked(audience, medium=broadcast.medium, is_marketing=is_marketing, now=now).annotate(
         d_status=Case(
             When(d_reason="", then=Value(Delivery.Status.PENDING)),
             default=Value(Delivery.Status.SUPPRESSED),
@@ -243,6 +216,7 @@ class ChunkResult:
 # What a sender reads of each claimed delivery (named rows: ``row.contact_id``), and of its contact: what
 # the checks, the placeholders and the addresses need.
 _CLAIMED_FIELDS = ("id", "contact_id", "medium", "template_id", "is_marketing", "attempts", "broadcast_id")
+_CLAIMED_FIELDS += ("subject", "body", "sent_by_id")  # a one-off message's own text and writer
 _CONTACT_FIELDS = (
     *("id", "erased_at", "merged_into_id", "marketing_consent", "opted_out_at"),
     *("name", "region", "city", "first_purchase_at", "owner__username", "owner__first_name", "owner__last_name"),
@@ -252,29 +226,48 @@ _CONTACT_FIELDS = (
 )
 
 
-def deliveries_due(*, broadcast_id: int | None, now: dt.datetime) -> QuerySet[Delivery]:
-    """The pending deliveries of one broadcast (of the automation runs when ``broadcast_id`` is None) that may
-    go out at ``now``: not deferred past it (quiet hours, a retry's backoff)."""
-    source = Q(broadcast_id=broadcast_id) if broadcast_id else Q(automation_run__isnull=False)
+def deliveries_due(*, broadcast_id: int | None, now: dt.datetime, ids: list[int] | None = None) -> QuerySet[Delivery]:
+    """The pending deliveries of one broadcast (of the automation runs and one-off messages when
+    ``broadcast_id`` is None; only ``ids`` when given) that may go out at ``now``: not deferred past it
+    (quiet hours, a retry's backoff)."""
+    if broadcast_id:
+        source = Q(broadcast_id=broadcast_id)
+    else:
+        source = Q(broadcast_id__isnull=True, welcome_code__isnull=True)
+    if ids is not None:
+        source &= Q(pk__in=ids)
     return Delivery.objects.filter(source, status=Delivery.Status.PENDING).filter(
         Q(not_before__isnull=True) | Q(not_before__lte=now)
     )
 
 
-def deliveries_quiet_hours(*, broadcast_id: int | None, now: dt.datetime, current: FrequencyPolicy) -> ChunkResult:
+def deliveries_quiet_hours(
+    *, broadcast_id: int | None, now: dt.datetime, current: FrequencyPolicy, ids: list[int] | None = None
+) -> ChunkResult:
     """Inside quiet hours nothing is sent: the due pending deliveries are deferred to the end of the
-    quiet hours, or suppressed when their broadcast says not to defer. Set-based, two statements."""
+    quiet hours (``hold = quiet_hours``), or suppressed when their broadcast says not to defer. Set-based,
+    two statements."""
     until = policy.quiet_hours_end(now, policy=current)
     result = ChunkResult()
     if until is None:
         return result
-    due = deliveries_due(broadcast_id=broadcast_id, now=now)
+    due = deliveries_due(broadcast_id=broadcast_id, now=now, ids=ids)
     no_defer = Q(broadcast__defer_quiet_hours=False)
     result.suppressed = due.filter(no_defer).update(
         status=Delivery.Status.SUPPRESSED, reason=Delivery.Reason.QUIET_HOURS, claimed_at=None
     )
-    result.deferred = due.exclude(no_defer).update(not_before=until)
+    result.deferred = due.exclude(no_defer).update(not_before=until, hold=Delivery.Hold.QUIET_HOURS)
     return result
+
+
+def deliveries_quiet_hours_release(*, now: dt.datetime, current: FrequencyPolicy) -> int:
+    """After the quiet hours changed: the pending deliveries they hold wait for their new end, or are due at
+    once when ``now`` is no longer quiet. Only ``not_before`` moves: senders claim and check them as always."""
+    held = Delivery.objects.filter(status=Delivery.Status.PENDING, hold=Delivery.Hold.QUIET_HOURS, not_before__gt=now)
+    until = policy.quiet_hours_end(now, policy=current)
+    if until is None:
+        return held.update(not_before=now, hold="")
+    return held.exclude(not_before=until).update(not_before=until)
 
 
 def _chunk_size(broadcast_id: int | None, requested: int) -> int:
@@ -287,11 +280,11 @@ def _chunk_size(broadcast_id: int | None, requested: int) -> int:
     return min(requested, EXTERNAL_CHUNK_SIZE)
 
 
-def _claim(broadcast_id: int | None, *, now: dt.datetime, chunk_size: int) -> list:
+def _claim(broadcast_id: int | None, *, now: dt.datetime, chunk_size: int, ids: list[int] | None = None) -> list:
     """Up to ``chunk_size`` due deliveries, locked until the transaction ends (rows another sender holds
     are skipped), as named rows of ``_CLAIMED_FIELDS``. Call inside a transaction."""
     return list(
-        deliveries_due(broadcast_id=broadcast_id, now=now)
+        deliveries_due(broadcast_id=broadcast_id, now=now, ids=ids)
         .select_for_update(skip_locked=True, of=("self",))
         .order_by("id")
         .values_list(*_CLAIMED_FIELDS, named=True)[:chunk_size]
@@ -308,24 +301,29 @@ def _lock_contacts(contact_ids: list[int]) -> dict[int, dict]:
     return {row["id"]: row for row in rows.values(*_CONTACT_FIELDS)}
 
 
-def _authors_contacts(claimed: list, contact_ids: list[int]) -> dict[int, set[int]]:
-    """{broadcast id: the chunk's contacts its author may see} for the chunk's broadcasts whose author does
-    not see every contact (an operator's): a contact reassigned since planning is no longer theirs to
-    message. Call after ``_lock_contacts``, so that no owner changes meanwhile."""
+def _author(row) -> tuple:
+    return ("broadcast", row.broadcast_id) if row.broadcast_id else ("one_off", row.sent_by_id)
+
+
+def _authors_contacts(claimed: list, contact_ids: list[int]) -> dict[tuple, set[int]]:
+    """{``_author(row)``: the chunk's contacts that author may see} for the chunk's broadcasts and one-off
+    messages whose author does not see every contact (an operator): a contact reassigned since it was planned
+    or written is no longer theirs to message. Call after ``_lock_contacts``, so that no owner changes meanwhile."""
     broadcast_ids = {row.broadcast_id for row in claimed if row.broadcast_id}
-    if not broadcast_ids:
-        return {}
-    visible: dict[int, set[int]] = {}
-    for broadcast in Broadcast.objects.filter(pk__in=broadcast_ids).select_related("created_by"):
-        author = broadcast.created_by
-        if not Contact.objects.sees_all(author):
-            contacts = Contact.objects.visible_to(author).filter(pk__in=contact_ids)
-            visible[broadcast.pk] = set(contacts.values_list("pk", flat=True))
-    return visible
+    writer_ids = {row.sent_by_id for row in claimed if row.sent_by_id and not row.broadcast_id}
+    authors = {("one_off", u.pk): u for u in get_user_model().objects.filter(pk__in=writer_ids)} if writer_ids else {}
+    if broadcast_ids:
+        broadcasts = Broadcast.objects.filter(pk__in=broadcast_ids).select_related("created_by")
+        authors.update({("broadcast", b.pk): b.created_by for b in broadcasts})
+    return {
+        key: set(Contact.objects.visible_to(author).filter(pk__in=contact_ids).values_list("pk", flat=True))
+        for key, author in authors.items()
+        if not Contact.objects.sees_all(author)
+    }
 
 
 def _check(
-    claimed: list, contacts: dict[int, dict], *, now, current, authors_contacts: dict[int, set[int]]
+    claimed: list, contacts: dict[int, dict], *, now, current, authors_contacts: dict[tuple, set[int]]
 ) -> tuple[list, dict[str, list[int]]]:
     """Split a claimed chunk into the rows to send and the rows to suppress, per reason. The caps are
     counted once for the chunk's contacts, then every accepted row counts for the rows after it."""
@@ -338,7 +336,7 @@ def _check(
         if contact is None or contact["erased_at"] or contact["merged_into_id"]:
             suppressed[Delivery.Reason.GONE].append(row.id)
             continue
-        if row.broadcast_id in authors_contacts and row.contact_id not in authors_contacts[row.broadcast_id]:
+        if _author(row) in authors_contacts and row.contact_id not in authors_contacts[_author(row)]:
             suppressed[Delivery.Reason.NOT_OWNED].append(row.id)
             continue
         if contact["opted_out_at"]:
@@ -347,7 +345,7 @@ def _check(
         if not contact["marketing_consent"]:
             suppressed[Delivery.Reason.NO_CONSENT].append(row.id)
             continue
-        if gateway_for(row.medium).needs_address and not contact.get(ADDRESS_FIELDS[row.medium]):
+        if gateway_for(row.medium).needs_address and not contact.get(policy.ADDRESS_FIELDS[row.medium]):
             suppressed[Delivery.Reason.NO_ADDRESS].append(row.id)
             continue
         if policy.caps_apply(is_marketing=row.is_marketing, policy=current):
@@ -388,15 +386,19 @@ def deliveries_send(*, broadcast_id: int | None, budget: dt.timedelta = dt.timed
 
 
 def deliveries_send_chunk(
-    *, broadcast_id: int | None, now: dt.datetime | None = None, chunk_size: int = CHUNK_SIZE
+    *,
+    broadcast_id: int | None,
+    now: dt.datetime | None = None,
+    chunk_size: int = CHUNK_SIZE,
+    only: list[int] | None = None,
 ) -> ChunkResult:
-    """Claim up to ``chunk_size`` due pending deliveries of one broadcast (or of the automations when
-    ``broadcast_id`` is None), re-check them, and send them. Returns what happened; ``claimed == 0`` means
-    there is nothing due."""
+    """Claim up to ``chunk_size`` due pending deliveries of one broadcast (or of the automations and one-off
+    messages when ``broadcast_id`` is None; only the deliveries ``only`` names when given), re-check them,
+    and send them. Returns what happened; ``claimed == 0`` means there is nothing due."""
     now = now or timezone.now()
     current = policy.policy_get()
     if policy.quiet_hours_end(now, policy=current) is not None:
-        result = deliveries_quiet_hours(broadcast_id=broadcast_id, now=now, current=current)
+        result = deliveries_quiet_hours(broadcast_id=broadcast_id, now=now, current=current, ids=only)
         result.claimed = 0
         return result
     result = ChunkResult()
@@ -407,7 +409,7 @@ def deliveries_send_chunk(
         # (a chunk claimed just before a cancel still goes: "the few already in flight finish").
         return result
     with transaction.atomic():
-        claimed = _claim(broadcast_id, now=now, chunk_size=chunk_size)
+        claimed = _claim(broadcast_id, now=now, chunk_size=chunk_size, ids=only)
         if not claimed:
             return result
         result.claimed = len(claimed)
@@ -461,6 +463,7 @@ def _render(accepted: list, contacts: dict[int, dict]) -> list[OutgoingMessage]:
     if not accepted:
         return []
     templates = {t.pk: t for t in MessageTemplate.objects.filter(pk__in={row.template_id for row in accepted})}
+    templates[None] = None
     broadcast_ids = {row.broadcast_id for row in accepted if row.broadcast_id}
     variables_of = dict(Broadcast.objects.filter(pk__in=broadcast_ids).values_list("pk", "variables"))
     run_extras = _automation_extras([row.id for row in accepted if not row.broadcast_id])
@@ -468,6 +471,8 @@ def _render(accepted: list, contacts: dict[int, dict]) -> list[OutgoingMessage]:
     for row in accepted:
         contact = contacts[row.contact_id]
         template = templates[row.template_id]
+        # A one-off message written freely carries its own text (placeholders rendered like a template's).
+        subject, body = (template.subject, template.body) if template else (row.subject, row.body)
         if row.broadcast_id:
             variables, extra = variables_of.get(row.broadcast_id) or {}, {}
         else:
@@ -480,9 +485,9 @@ def _render(accepted: list, contacts: dict[int, dict]) -> list[OutgoingMessage]:
                 delivery_id=row.id,
                 contact_id=row.contact_id,
                 medium=row.medium,
-                subject=content.template_render(template.subject, values=values) if template.subject else "",
-                body=content.template_render(template.body, values=values),
-                address=(contact.get(ADDRESS_FIELDS.get(row.medium, "")) or "") if row.medium in ADDRESS_FIELDS else "",
+                subject=content.template_render(subject, values=values) if subject else "",
+                body=content.template_render(body, values=values),
+                address=contact.get(policy.ADDRESS_FIELDS.get(row.medium, "-"), "") or "",
                 sender=contact["owner__wecom_account__userid"] or "",
             )
         )
@@ -541,6 +546,7 @@ def _record(
             result.retried += rows.update(
                 status=Delivery.Status.PENDING,
                 not_before=now + backoff,
+                hold=Delivery.Hold.RETRY,
                 claimed_at=None,
                 attempts=attempts,
                 gateway=gateway_name,

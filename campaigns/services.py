@@ -6,7 +6,8 @@ with keyword-only arguments, validating everything it is given (``ValidationErro
 * the script and material library: ``message_template_create``, ``message_template_update``;
 * broadcasts: ``broadcast_create``, ``broadcast_update``, ``broadcast_submit``, ``broadcast_approve``,
   ``broadcast_reject``, ``broadcast_cancel``;
-* the frequency policy: ``policy_update``;
+* the frequency policy: ``policy_update`` (deliveries the quiet hours hold are released to the new hours);
+* one-off messages from a contact's page: ``message_send_one`` (in ``campaigns.oneoff``, re-exported here);
 * follow-up tasks made by hand: ``follow_up_task_create``, ``follow_up_task_complete``.
 
 The engines have their own homes: sending a broadcast (the periodic tick, planning, the senders) is
@@ -32,7 +33,7 @@ from django.utils.translation import gettext as _
 from communities.models import Community
 from contacts.models import Contact
 
-from . import content, selectors
+from . import content, selectors, sending
 from .models import Broadcast, Delivery, FollowUpTask, FrequencyCap, FrequencyPolicy, Medium, MessageTemplate, Segment
 
 User = get_user_model()
@@ -500,6 +501,9 @@ def policy_update(
         policy.save()
         FrequencyCap.objects.all().delete()
         FrequencyCap.objects.bulk_create(cleaned)
+        # Messages the old quiet hours hold wait for the new ones (or go now): the tick wakes their senders.
+        if sending.deliveries_quiet_hours_release(now=timezone.now(), current=policy):
+            _enqueue_tick()
     return policy
 
 
@@ -553,3 +557,6 @@ def follow_up_task_complete(*, task: FollowUpTask, user: User) -> FollowUpTask:
     )
     task.refresh_from_db()
     return task
+
+
+from .oneoff import OneOffOutcome, message_send_one  # noqa: E402, F401  (re-exported, like the segments' writes)

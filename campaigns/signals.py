@@ -18,8 +18,10 @@ def contact_messages_scrub(sender, *, contact_id: int, **kwargs) -> None:
     """The erased person's rendered messages, follow-up task texts and error texts: scrubbed. The rows stay
     (what was sent when, for the caps and the reports), without what they said about the person."""
     OutboxMessage.objects.filter(contact_id=contact_id).update(subject="", body=ERASED)
-    FollowUpTask.objects.filter(contact_id=contact_id).update(title=ERASED, note="")
+    FollowUpTask.objects.filter(contact_id=contact_id).update(title=ERASED, note="", outcome="")
     Delivery.objects.filter(contact_id=contact_id).update(error="")
+    # The text a staff member wrote in a one-off message (no template) goes too; the row stays.
+    Delivery.objects.filter(contact_id=contact_id, template__isnull=True).update(subject="", body=ERASED)
     AutomationRun.objects.filter(contact_id=contact_id).update(error="")
 
 
@@ -38,5 +40,5 @@ def _tasks(contact) -> list[dict]:
     return list(
         FollowUpTask.objects.filter(contact=contact)
         .order_by("created_at", "pk")
-        .values("created_at", "title", "note", "due_at", "status", "done_at")
+        .values("created_at", "title", "note", "due_at", "remind_at", "status", "done_at", "outcome")
     )

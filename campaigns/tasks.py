@@ -41,3 +41,12 @@ def automations_tick() -> dict[str, dict[str, int]]:
     from .automations import automation_runs_process, automations_scan
 
     return {"scan": automations_scan(), "process": automation_runs_process()}
+
+
+@shared_task(autoretry_for=_TRANSIENT, retry_backoff=2, retry_backoff_max=60, max_retries=10)
+def follow_up_reminders_tick() -> int:
+    """Mark the open follow-up tasks whose reminder time has passed as reminded, so that they head their
+    assignee's "My tasks" (every minute from beat; one conditional UPDATE, harmless when run twice)."""
+    from .followups import follow_up_reminders_mark
+
+    return follow_up_reminders_mark()

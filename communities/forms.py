@@ -23,10 +23,14 @@ class DashboardCommunityFilterSet(CommunityFilterSet):
             form.fields["name"].widget.attrs.update({"placeholder": _("Community name"), "type": "search"})
             form.fields["kind"].label = _("Type")
             form.fields["kind"].widget = forms.CheckboxSelectMultiple(choices=Community.Kind.choices)
+            # django-filter's choice fields add their own empty choice ("---------") in front of the
+            # choices: name it instead of adding a second one.
             form.fields["platform"].label = _("Platform")
-            form.fields["platform"].choices = [("", _("All platforms")), *Community.Platform.choices]
+            form.fields["platform"].empty_label = _("All platforms")
+            form.fields["platform"].choices = Community.Platform.choices
             form.fields["status"].label = _("Status")
-            form.fields["status"].choices = [("", _("All statuses")), *Community.Status.choices]
+            form.fields["status"].empty_label = _("All statuses")
+            form.fields["status"].choices = Community.Status.choices
         return self._form
 
     def visible_fields(self):

@@ -207,6 +207,8 @@ class Contact(models.Model):
             ("erase_contact", _("Can erase a contact's personal data")),
             ("import_contacts", _("Can import contacts and purchases from CSV")),
             ("export_contacts", _("Can export contacts to CSV")),
+            # Without it, exported files mask phone numbers as the list pages do (contacts.exports.jobs).
+            ("export_full_phones", _("Can export full phone numbers")),
         ]
         indexes = [
             # Partial on live contacts, the only ones lists show (selectors.contacts_visible_to filters
@@ -348,10 +350,15 @@ class Touchpoint(models.Model):
         VOTE = "vote", _("Vote")
         CLICK = "click", _("Click")
         VISIT = "visit", _("Visit")
+        # Written by staff on the contact page: a follow-up note (跟进记录), and a follow-up task completed
+        # with its outcome. The text is in ``metadata`` ("text"; "title" and "outcome").
+        NOTE = "note", _("Follow-up note")
+        TASK_DONE = "task_done", _("Follow-up task done")
 
-    # Kinds that are not the contact engaging with us: our own outreach, and the end of a WeCom friendship
-    # (by either side). They never make a contact "engaged" nor count as an interaction.
-    OUTBOUND_KINDS = (Kind.MESSAGE_OUT, Kind.DELETE_FRIEND, Kind.REMOVED)
+    # Kinds that are not the contact engaging with us: our own outreach, the end of a WeCom friendship (by
+    # either side), and staff's own records (notes, completed tasks). They never make a contact "engaged"
+    # nor count as an interaction.
+    OUTBOUND_KINDS = (Kind.MESSAGE_OUT, Kind.DELETE_FRIEND, Kind.REMOVED, Kind.NOTE, Kind.TASK_DONE)
 
     contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="touchpoints")
     medium = models.CharField(_("medium"), max_length=20, choices=Medium.choices)
@@ -580,3 +587,8 @@ class ExportJob(models.Model):
     @property
     def filename(self) -> str:
         return f"contacts-export-{self.pk}-{self.created_at:%Y%m%d-%H%M}.csv"
+
+
+# The saved views of the contact list live in their own module (this one is long enough); importing them
+# here registers the model with the app.
+from .saved_view_models import SavedView, SavedViewQuerySet  # noqa: E402, F401

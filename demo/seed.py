@@ -33,10 +33,12 @@ from itertools import accumulate
 from django.db import connection, transaction
 from django.utils import timezone
 
+from analytics.scores import scores_refresh
 from contacts.models import Channel, ChannelSpend, Contact, Product, Tag, TagGroup
 from contacts.services import stage_expression
 
 from .campaigns import campaigns_demo_seed
+from .followups import followups_demo_seed
 from .generator import Generator, Refs
 from .staff import STAFF, UNOWNED_SHARE, demo_integrator_token, demo_staff_ensure
 from .tables import (
@@ -88,10 +90,12 @@ def demo_seed(
     seed: int = 1,
     purchases_per_contact: float = 3.0,
     touchpoints_per_contact: float = 10.0,
+    score: bool = True,
     log: Callable[[str], None] = print,
 ) -> DemoResult:
-    """Everything ``manage.py seed_demo`` makes: the data (``demo_data_seed``), the demo staff and the
-    campaigns content; then the contacts table is vacuumed."""
+    """Everything ``manage.py seed_demo`` makes: the data (``demo_data_seed``), the demo staff, the
+    campaigns content and the demo follow-ups; then the contacts table is vacuumed and, unless ``score``
+    is false, every contact is scored (``demo_score``)."""
     result = demo_data_seed(
         contacts=contacts,
         seed=seed,
@@ -102,11 +106,28 @@ def demo_seed(
     staff = demo_staff_ensure()
     campaign_rows = campaigns_demo_seed(manager=staff["manager"], operator=staff["operator"])
     result.rows.update({f"campaigns: {name}": count for name, count in campaign_rows.items()})
+    result.rows.update({f"campaigns: {name}": count for name, count in followups_demo_seed(users=staff).items()})
     vacuum_started = time.perf_counter()
     demo_vacuum()
     if time.perf_counter() - vacuum_started > 0.05:
         log(f"  {'vacuum contacts':<34} {time.perf_counter() - vacuum_started:8.1f} s")
+    if score:
+        demo_score(result, log=log)
     return result
+
+
+def demo_score(result: DemoResult, *, log: Callable[[str], None] = print) -> None:
+    """Score the demo data right away (RFM layers and predicted CLV, ``analytics.scores``), so that the
+    contact pages and the layer report show scores on a fresh install instead of waiting for the night."""
+    started = time.perf_counter()
+    run = scores_refresh()
+    seconds = time.perf_counter() - started
+    result.timings.append(("scores (RFM, predicted CLV)", seconds))
+    if run is None:
+        log(f"  {'scores: another run in progress':<34} {seconds:8.1f} s")
+        return
+    result.rows["analytics_contactscore"] = run.contacts_scored
+    log(f"  {'scores (RFM, predicted CLV)':<34} {seconds:8.1f} s")
 
 
 def demo_data_seed(

@@ -41,6 +41,8 @@ class ScrmConfig(AppConfig):
     verbose_name = "SCRM"
 
     def ready(self) -> None:
+        from scrm import openapi  # noqa: F401 - registers the OpenAPI schema extensions
+
         # Permissions are created by post_migrate, so the role groups are (re)built after them.
         post_migrate.connect(_sync_roles, sender=self, dispatch_uid="scrm.roles_sync")
         # The audit trail records every sign-in, sign-out, failed sign-in and lockout.

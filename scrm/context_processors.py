@@ -9,14 +9,17 @@ from django.utils.translation import gettext_lazy as _
 from scrm import roles
 from scrm.roles import user_role
 
-# Later features append their sections here: (url name, label, permission needed or None).
+# Later features append their sections here: (url name, label, permission needed — one, or a tuple of which
+# any one will do — or None).
 NAVIGATION = [
+    ("home", _("Workbench"), None),
     ("contacts:list", _("Contacts"), "contacts.view_contact"),
     ("contacts:import", _("Import"), "contacts.import_contacts"),
     ("communities:list", _("Communities"), "communities.view_community"),
     ("campaigns:broadcast_list", _("Campaigns"), "campaigns.view_broadcast"),
     ("campaigns:task_list", _("My tasks"), "campaigns.view_followuptask"),
-    ("analytics:overview", _("Reports"), "analytics.view_reports"),
+    # The team's reports, or (operators) one's own figures: see scrm.roles.REPORTS_PERMISSIONS.
+    ("analytics:overview", _("Reports"), roles.REPORTS_PERMISSIONS),
     # WeCom: managers get the whole section (live codes and the connection), operators its live codes.
     # An entry whose page an earlier entry already links to is left out.
     ("wecom:live_code_list", _("WeCom"), "wecom.view_callbackevent"),
@@ -33,6 +36,20 @@ ROLE_LABELS = {
 CURRENCY_SYMBOLS = {"CNY": "¥", "USD": "$", "EUR": "€", "HKD": "HK$", "JPY": "¥"}
 
 
+def _allowed(user, perm) -> bool:
+    if perm is None:
+        return True
+    if isinstance(perm, tuple):
+        return any(user.has_perm(one) for one in perm)
+    return user.has_perm(perm)
+
+
+def _is_under(path: str, url: str) -> bool:
+    """Whether ``path`` is the section at ``url``: the page itself or one below it. The root ("/", the
+    workbench) is a prefix of every path, so it is the active section only on itself."""
+    return path == url if url == "/" else path.startswith(url)
+
+
 def navigation(request):
     user = getattr(request, "user", None)
     context = {"currency_symbol": CURRENCY_SYMBOLS.get(settings.SCRM_CURRENCY, settings.SCRM_CURRENCY + " ")}
@@ -40,11 +57,11 @@ def navigation(request):
         return context
     items = []
     for url_name, label, perm in NAVIGATION:
-        if perm is None or user.has_perm(perm):
+        if _allowed(user, perm):
             url = reverse(url_name)
             if any(item["url"] == url for item in items):
                 continue
-            items.append({"url": url, "label": label, "active": request.path.startswith(url)})
+            items.append({"url": url, "label": label, "active": _is_under(request.path, url)})
     # The longest matching prefix wins, so /contacts/import/ highlights "Import", not "Contacts" too.
     active = [item for item in items if item["active"]]
     if len(active) > 1:

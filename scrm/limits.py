@@ -19,6 +19,8 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from rest_framework import serializers
 
+from scrm.openapi import ReadOnlyFieldsMixin
+
 # Free text with no column limit of its own (notes, bodies, rules).
 TEXT_MAX_LENGTH = 10_000
 # A JSON document a caller sends (attributes, metadata, variables, segment rules).
@@ -140,9 +142,10 @@ class SafeCharField(serializers.CharField):
         self.validators.append(text_check)
 
 
-class SafeSerializerMixin:
+class SafeSerializerMixin(ReadOnlyFieldsMixin):
     """For ModelSerializers: every generated field gets the limits of its kind (text, JSON, dates,
-    integers), so a new model field is covered without restating them."""
+    integers), so a new model field is covered without restating them; read-only fields say when they
+    may be blank or null (``scrm.openapi.ReadOnlyFieldsMixin``)."""
 
     def build_standard_field(self, field_name, model_field):
         field_class, field_kwargs = super().build_standard_field(field_name, model_field)

@@ -12,6 +12,15 @@ OPERATOR = "operator"
 INTEGRATOR = "integrator"
 ROLES = (ADMIN, MANAGER, OPERATOR, INTEGRATOR)
 
+# The reports (/reports/). ``analytics.view_reports`` is the team's reports, the analytics API included
+# (managers, admins, integrators). Operators hold ``analytics.view_contactscore`` instead — the analytics
+# of the contacts they own — and get the report pages with their own figures: ``analytics.views`` pins the
+# owner filter to them, which also leaves spend and every number built on it (CPL, CAC, ROI, LTV:CAC)
+# empty, since spend belongs to channels, not to a staff member. See docs/reports.md.
+TEAM_REPORTS_PERMISSION = "analytics.view_reports"
+OWN_REPORTS_PERMISSION = "analytics.view_contactscore"
+REPORTS_PERMISSIONS = (TEAM_REPORTS_PERMISSION, OWN_REPORTS_PERMISSION)
+
 # "app.*" grants every permission of an app; other entries are "app.codename".
 ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
     ADMIN: (
@@ -81,6 +90,8 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
         "wecom.view_livecode",
         "wecom.view_followrelationship",
         "auth.view_user",
+        # Their own figures on the report pages (OWN_REPORTS_PERMISSION above), not the team's.
+        "analytics.view_contactscore",
     ),
     INTEGRATOR: (
         "contacts.view_all_contacts",

@@ -173,11 +173,13 @@ if env.bool("BEHIND_PROXY", default=False):
 
 # API tokens (scrm.ApiToken): the default lifetime of a new or rotated token.
 SCRM_API_TOKEN_DAYS = env.int("SCRM_API_TOKEN_DAYS", default=90)
-LOGIN_REDIRECT_URL = "contacts:list"
+LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
 
 # --- Internationalisation -------------------------------------------------------------------
 LANGUAGE_CODE = env.str("LANGUAGE_CODE", default="zh-hans")
+# Our own format overrides (scrm/formats/): thousands separators on Chinese pages as on English ones.
+FORMAT_MODULE_PATH = ["scrm.formats"]
 LANGUAGES = [("zh-hans", _("Simplified Chinese")), ("en", _("English"))]
 LOCALE_PATHS = [BASE_DIR / "locale"]
 TIME_ZONE = env.str("TIME_ZONE", default="Asia/Shanghai")
@@ -403,6 +405,7 @@ LOGGING = {
 CELERY_BEAT_SCHEDULE = {
     "contacts-import-sweep": {"task": "contacts.tasks.import_jobs_sweep", "schedule": 300.0},
     "contacts-export-sweep": {"task": "contacts.tasks.export_jobs_sweep", "schedule": 300.0},
+    "campaigns-follow-up-reminders": {"task": "campaigns.tasks.follow_up_reminders_tick", "schedule": 60.0},
     # After midnight, so the month that just ended goes into the cohort table.
     "analytics-cohort-rollup": {
         "task": "analytics.tasks.cohort_rollup_refresh_nightly",

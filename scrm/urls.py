@@ -4,8 +4,9 @@ from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
-from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+
+from analytics.workbench import views as workbench_views
 
 urlpatterns = [
     path("api/v1/", include("scrm.api_urls")),
@@ -14,14 +15,17 @@ urlpatterns = [
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="api-redoc"),
     path("i18n/", include("django.conf.urls.i18n")),
     path("admin/", admin.site.urls),
-    path("login/", auth_views.LoginView.as_view(), name="login"),
+    # After signing in, the workbench (unless the login page was given another page to go back to).
+    path("login/", auth_views.LoginView.as_view(next_page="home"), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("contacts/", include("contacts.urls")),
     path("communities/", include("communities.urls")),
     path("reports/", include("analytics.urls")),
     path("campaigns/", include("campaigns.urls")),
     path("wecom/", include("wecom.urls")),
-    path("", RedirectView.as_view(pattern_name="contacts:list", permanent=False), name="home"),
+    path("workbench/", include("analytics.workbench.urls")),
+    # The landing page: the workbench (工作台).
+    path("", workbench_views.workbench, name="home"),
 ]
 
 if settings.DEBUG:

@@ -54,6 +54,10 @@ def _plant(manager) -> Contact:
     OutboxMessage.objects.create(
         delivery=delivery, contact=contact, medium="wecom", subject=MARKER, body=f"你好{MARKER}"
     )
+    # A one-off message a staff member wrote on the contact's page.
+    Delivery.objects.create(
+        one_off_key="form-key-1", contact=contact, medium="email", subject=MARKER, body=f"您好{MARKER}"
+    )
     staff = StaffAccount.objects.create(userid="s1", user=manager)
     FollowRelationship.objects.create(
         contact=contact, staff=staff, external_userid=f"wm{MARKER}", remark=MARKER, description=MARKER

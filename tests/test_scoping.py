@@ -38,6 +38,7 @@ from contacts.models import (
     Product,
     Purchase,
     PurchaseItem,
+    SavedView,
     Tag,
     TagGroup,
     Touchpoint,
@@ -91,13 +92,21 @@ MANAGER_ONLY = {
 
 @pytest.fixture
 def shared_rows(db):
+    return make_shared_rows()
+
+
+def make_shared_rows() -> dict:
+    """The reference data both books use (also the schema fuzz's, tests/test_schema_fuzz.py)."""
     group = TagGroup.objects.create(name="意向度")
     tag = Tag.objects.create(group=group, name="强意向")
     product = Product.objects.create(sku="SKU-1", name="面霜", price=Decimal("99.00"))
     segment = Segment.objects.create(name="全部", rules={"op": "and", "rules": []})
     template = MessageTemplate.objects.create(name="问候", body="{name}，您好")
     automation = Automation.objects.create(
-        name="首购感谢", trigger=Automation._meta.get_field("trigger").choices[0][0], template=template
+        name="首购感谢",
+        trigger=Automation._meta.get_field("trigger").choices[0][0],
+        action=Automation.Action.SEND_TEMPLATE,
+        template=template,
     )
     staff_account = StaffAccount.objects.create(userid="li", name="李娜")
     live_code = LiveCode.objects.create(name="门店活码", channel=Channel.objects.create(name="门店"), state="lc-shared")
@@ -125,6 +134,7 @@ def _book(owner, label: str, shared: dict) -> None:
     PurchaseItem.objects.create(purchase=purchase, product=shared["product"], quantity=1, unit_price=Decimal("99.00"))
     ImportJob.objects.create(kind=ImportJob.Kind.CONTACTS, file=f"imports/{label}.csv", created_by=owner)
     ExportJob.objects.create(created_by=owner, status=ExportJob.Status.DONE, file=f"exports/{label}.csv")
+    SavedView.objects.create(owner=owner, name=f"{label}-视图", query="stage=lead")
     community = Community.objects.create(name=f"{label}-社群", owner=owner)
     Membership.objects.create(community=community, contact=contact, joined_at=now)
     broadcast = Broadcast.objects.create(
@@ -228,6 +238,7 @@ def test_every_api_list_and_detail_hides_the_other_operators_rows(books, operato
         "contacts",
         "imports",
         "exports",
+        "saved-views",
         "purchases",
         "touchpoints",
         "communities",
@@ -253,7 +264,11 @@ def test_every_dashboard_page_hides_the_other_operators_rows(books, operator_cli
         "campaigns:broadcast_list",
         "campaigns:outbox",
         "campaigns:task_list",
+        "campaigns:task_contact_options",
         "wecom:live_code_list",
+        "home",
+        *(f"analytics:{report}" for report in ("overview", "cohorts", "funnel", "channels", "decomposition")),
+        *(f"analytics:{report}" for report in ("layers", "communities", "koc", "trend")),
     ):
         page = operator_client.get(reverse(name))
         assert page.status_code == 200, name
@@ -271,6 +286,9 @@ def test_every_dashboard_page_hides_the_other_operators_rows(books, operator_cli
         "campaigns:broadcast_detail": Broadcast,
         "campaigns:broadcast_progress": Broadcast,
         "campaigns:broadcast_edit": Broadcast,
+        "campaigns:broadcast_deliveries": Broadcast,
+        "campaigns:contact_message": Contact,
+        "campaigns:delivery_status": Delivery,
     }
     for name, model in details.items():
         for pk in theirs[model]:
@@ -280,3 +298,12 @@ def test_every_dashboard_page_hides_the_other_operators_rows(books, operator_cli
     live_code = LiveCode.objects.get()
     text = operator_client.get(reverse("wecom:live_code_detail", args=[live_code.pk])).content.decode()
     assert "AAA-" in text and "BBB-" not in text, "a live code's page shows another operator's adds"
+    # The workbench's blocks that load on their own.
+    for block in ("repurchase", "awaiting", "groups"):
+        page = operator_client.get(reverse("workbench:block", args=[block]), HTTP_HX_REQUEST="true")
+        assert page.status_code == 200, block
+        assert "BBB-" not in page.content.decode(), f"the workbench's {block} block shows another operator's rows"
+    # An automation is shared; its run history lists the operator's own contacts only.
+    automation = Automation.objects.get()
+    text = operator_client.get(reverse("campaigns:automation_runs", args=[automation.pk])).content.decode()
+    assert "AAA-" in text and "BBB-" not in text, "an automation's run history shows another operator's runs"

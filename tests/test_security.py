@@ -49,7 +49,7 @@ def test_fewer_failures_than_the_limit_do_not_lock(lockout, operator):
     client = Client()
     _fail(client, operator.username, 2)
     response = _sign_in(client, operator.username, PASSWORD)
-    assert response.status_code == 302 and response["Location"] == reverse("contacts:list")
+    assert response.status_code == 302 and response["Location"] == reverse("home")
 
 
 def test_the_lockout_page_is_translated(lockout, operator):

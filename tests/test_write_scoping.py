@@ -26,7 +26,7 @@ from drf_spectacular.generators import SchemaGenerator
 
 from campaigns.models import Broadcast, FollowUpTask, MessageTemplate, Segment
 from communities.models import Community, Membership
-from contacts.models import Channel, ChannelSpend, Contact, Product, Purchase, TagGroup
+from contacts.models import Channel, ChannelSpend, Contact, Product, Purchase, SavedView, TagGroup
 from tests.test_scoping import APPS, books, shared_rows  # noqa: F401 - the two books are fixtures
 from wecom.models import LiveCode, StaffAccount
 
@@ -69,6 +69,10 @@ BODIES: dict[tuple[str, str], Body | None] = {
     },
     ("POST", "/api/v1/purchases/{id}/refund/"): lambda c: {},
     ("POST", "/api/v1/touchpoints/"): lambda c: {"contact": c["a"]["contact"], "medium": "chat", "kind": "message_in"},
+    ("POST", "/api/v1/saved-views/"): lambda c: {"name": "新视图", "query": "stage=lead"},
+    ("PUT", "/api/v1/saved-views/{id}/"): lambda c: {"name": "新视图", "query": "stage=lead"},
+    ("PATCH", "/api/v1/saved-views/{id}/"): lambda c: {"name": "新视图"},
+    ("DELETE", "/api/v1/saved-views/{id}/"): None,
     # reference data (shared)
     ("POST", "/api/v1/tag-groups/"): lambda c: {"name": "新分组"},
     ("PUT", "/api/v1/tag-groups/{id}/"): lambda c: {"name": "新分组"},
@@ -158,6 +162,7 @@ BODIES: dict[tuple[str, str], Body | None] = {
 DETAIL_ROWS: dict[str, Callable[[Ctx], int]] = {
     "contacts": lambda c: c["b"]["contact"],
     "purchases": lambda c: c["b"]["purchase"],
+    "saved-views": lambda c: c["b"]["saved_view"],
     "communities": lambda c: c["b"]["community"],
     "memberships": lambda c: c["b"]["membership"],
     "broadcasts": lambda c: c["b"]["broadcast"],
@@ -321,6 +326,13 @@ FOREIGN: list[tuple[tuple[str, str], str, str, Callable[[Ctx, object], dict]]] =
         lambda c, ref: {"contact": c["a"]["contact"], "title": "回访", "assignee": ref},
     ),
     (("POST", "/api/v1/templates/{id}/preview/"), "contact", "contact", lambda c, ref: {"contact": ref}),
+    (
+        ("POST", "/api/v1/saved-views/"),
+        "query",
+        "community",
+        lambda c, ref: {"name": "新视图", "query": f"community={ref}"},
+    ),
+    (("PATCH", "/api/v1/saved-views/{id}/"), "query", "community", lambda c, ref: {"query": f"community={ref}"}),
 ]
 
 # Answers other than 400 for a row that is not the caller's (documented on the endpoint).
@@ -339,6 +351,7 @@ NO_OWNED_REFERENCE = {
     ("PUT", "/api/v1/segments/{id}/"): "same fields as PATCH",
     ("PUT", "/api/v1/communities/{id}/"): "same fields as PATCH",
     ("PUT", "/api/v1/broadcasts/{id}/"): "same fields as PATCH",
+    ("PUT", "/api/v1/saved-views/{id}/"): "same fields as PATCH",
 }
 
 
@@ -349,6 +362,7 @@ A_ROWS = {
     "segments": "segment",
     "broadcasts": "broadcast",
     "templates": "template",
+    "saved-views": "saved_view",
 }
 
 
@@ -393,6 +407,7 @@ def ctx(books, operator, other_operator, shared_rows):  # noqa: F811 - fixtures 
             "contact": one(Contact, mine),
             "community": one(Community, mine),
             "broadcast": one(Broadcast, mine),
+            "saved_view": one(SavedView, mine),
             "template": shared_rows["template"].pk,
             "segment": Segment.objects.create(name="A的分群", rules={"op": "and", "rules": []}, created_by=operator).pk,
         },
@@ -405,6 +420,7 @@ def ctx(books, operator, other_operator, shared_rows):  # noqa: F811 - fixtures 
             "membership": one(Membership, theirs),
             "broadcast": one(Broadcast, theirs),
             "task": one(FollowUpTask, theirs),
+            "saved_view": one(SavedView, theirs),
             "segment": Segment.objects.create(
                 name="B的分群", rules={"op": "and", "rules": []}, created_by=other_operator
             ).pk,

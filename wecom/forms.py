@@ -67,6 +67,7 @@ class LiveCodeForm(forms.Form):
     channel = forms.ModelChoiceField(
         label=_("Channel"),
         queryset=Channel.objects.order_by("name"),
+        empty_label=_("Choose a channel"),
         help_text=_("Where the people scanning this code come from: their contacts get this channel."),
     )
     pool = forms.TypedMultipleChoiceField(

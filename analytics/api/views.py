@@ -122,8 +122,9 @@ class ReportView(APIView):
         return Response(build_json())
 
     def finalize_response(self, request, response, *args, **kwargs):
-        # Errors are JSON in the one error shape, also when the request asked for CSV.
-        if response.status_code >= 400 and self.wants_csv(request):
+        # Errors are JSON in the one error shape, also when the request asked for CSV; so is the
+        # description OPTIONS answers (only a report is a table).
+        if self.wants_csv(request) and (response.status_code >= 400 or request.method == "OPTIONS"):
             request.accepted_renderer = JSONRenderer()
             request.accepted_media_type = JSONRenderer.media_type
         return super().finalize_response(request, response, *args, **kwargs)

@@ -43,6 +43,28 @@ class CohortRow:
     cells: list[float | None]
 
 
+@dataclass(frozen=True)
+class PartialMonth:
+    """The calendar month of a retention matrix that is counted only in part: up to ``through`` (today,
+    which is not over: ``to_date``; or the end of the period, before the month ends)."""
+
+    month: dt.date
+    through: dt.date
+    to_date: bool
+
+
+def partial_month(date_to: dt.date, today: dt.date | None = None) -> PartialMonth | None:
+    """The month of the matrix (as of the end of P) whose cells count only part of it: the month of today
+    when P reaches today (today is not over), else the month of ``date_to`` when P ends before that
+    month does; None when the last month counted is complete."""
+    today = today or timezone.localdate()
+    if date_to >= today:
+        return PartialMonth(month=month_start(today), through=today, to_date=True)
+    if add_months(month_start(date_to), 1) - dt.timedelta(days=1) != date_to:
+        return PartialMonth(month=month_start(date_to), through=date_to, to_date=False)
+    return None
+
+
 def cohort_date_field(by: CohortBy) -> str:
     if by == "acquisition":
         return "acquired_at"

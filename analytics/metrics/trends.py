@@ -27,12 +27,54 @@ from .scope import (
 
 Grain = Literal["month", "week", "day"]
 TREND_METRICS = ("revenue", "orders", "buyers", "leads", "new_customers")
+#: How a bucket can be incomplete (``BucketSpan.partial``): it holds today, which is not over ("month to
+#: date"); the period cuts it; or it has not begun yet.
+TO_DATE, CUT, FUTURE = "to_date", "cut", "future"
 
 
 @dataclass(frozen=True)
 class TrendPoint:
     bucket: dt.date
     value: Decimal | int
+
+
+@dataclass(frozen=True)
+class BucketSpan:
+    """The days of a trend bucket that are counted: ``first`` … ``last`` (the bucket cut to the period),
+    and ``partial``: None for a whole bucket, else ``TO_DATE`` (it holds today: counted to date), ``CUT``
+    (the period starts or ends inside it) or ``FUTURE`` (it starts after today)."""
+
+    bucket: dt.date
+    first: dt.date
+    last: dt.date
+    partial: str | None
+
+
+def bucket_last_day(bucket: dt.date, grain: Grain) -> dt.date:
+    if grain == "month":
+        return add_months(month_start(bucket), 1) - dt.timedelta(days=1)
+    return bucket + dt.timedelta(days=6 if grain == "week" else 0)
+
+
+def bucket_spans(
+    buckets: list[dt.date], grain: Grain, *, date_from: dt.date, date_to: dt.date, today: dt.date
+) -> list[BucketSpan]:
+    """Which buckets of a trend are incomplete: the one holding today (the day is not over, so the
+    month, week or day is counted *to date*), the ones the period cuts, the ones still to come."""
+    spans = []
+    for bucket in buckets:
+        whole_last = bucket_last_day(bucket, grain)
+        first, last = max(bucket, date_from), min(whole_last, date_to)
+        if first > today:
+            partial: str | None = FUTURE
+        elif first <= today <= last:
+            partial = TO_DATE
+        elif first > bucket or last < whole_last:
+            partial = CUT
+        else:
+            partial = None
+        spans.append(BucketSpan(bucket=bucket, first=first, last=last, partial=partial))
+    return spans
 
 
 def _buckets(first: dt.date, last: dt.date, grain: Grain) -> list[dt.date]:

@@ -27,9 +27,9 @@ from campaigns.models import (
 from campaigns.policy import PRESETS
 from communities.models import Community
 from contacts.api.serializers import AssignableUserField, UserSummarySerializer, VisibleContactField
-from contacts.models import Contact, Tag
+from contacts.models import Contact, Tag, Touchpoint
 from scrm import limits
-from scrm.limits import SafeSerializerMixin
+from scrm.limits import SafeCharField, SafeSerializerMixin
 
 User = get_user_model()
 
@@ -450,12 +450,14 @@ class AutomationRunSerializer(SafeSerializerMixin, serializers.ModelSerializer):
 
 
 class FollowUpTaskSerializer(SafeSerializerMixin, serializers.ModelSerializer):
-    """A follow-up task. On create, ``assignee`` defaults to the caller; operators may assign tasks only to
-    themselves, about contacts they own."""
+    """A follow-up task. On create, ``assignee`` defaults to the contact's owner (the caller when the
+    contact has no active owner); operators may assign tasks only to themselves, about contacts they own.
+    ``remind_at`` puts the task among the assignee's reminders once it has passed (``reminded_at``);
+    ``outcome`` is written by ``complete``."""
 
     contact = VisibleContactField()
     contact_name = serializers.CharField(source="contact.name", read_only=True)
-    assignee = AssignableUserField(scope_model=Contact, required=False)
+    assignee = AssignableUserField(scope_model=Contact, required=False, allow_null=True)
     assignee_name = serializers.SerializerMethodField()
     automation = serializers.SerializerMethodField()
 
@@ -470,12 +472,17 @@ class FollowUpTaskSerializer(SafeSerializerMixin, serializers.ModelSerializer):
             "title",
             "note",
             "due_at",
+            "remind_at",
+            "reminded_at",
             "status",
+            "outcome",
             "automation",
+            "created_by",
             "created_at",
+            "completed_by",
             "done_at",
         ]
-        read_only_fields = ["status", "created_at", "done_at"]
+        read_only_fields = ["status", "outcome", "reminded_at", "created_by", "created_at", "completed_by", "done_at"]
 
     def get_assignee_name(self, task) -> str:
         return task.assignee.get_full_name() or task.assignee.username
@@ -483,3 +490,15 @@ class FollowUpTaskSerializer(SafeSerializerMixin, serializers.ModelSerializer):
     def get_automation(self, task) -> int | None:
         run = task.automation_run
         return run.automation_id if run is not None else None
+
+
+class FollowUpTaskCompleteSerializer(serializers.Serializer):
+    """Completing a task: what came of it (跟进结果, optional) and how the follow-up happened."""
+
+    outcome = SafeCharField(required=False, allow_blank=True, default="")
+    medium = serializers.CharField(
+        required=False,
+        default=Touchpoint.Medium.WECOM,
+        max_length=20,
+        help_text="How the follow-up happened, a touchpoint medium: " + ", ".join(Touchpoint.Medium.values) + ".",
+    )

@@ -21,7 +21,7 @@ from rest_framework import exceptions, mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from campaigns import automations, content, policy, segments, selectors, services
+from campaigns import automations, content, followups, policy, segments, selectors, services
 from campaigns.filtersets import (
     AutomationFilterSet,
     AutomationRunFilterSet,
@@ -465,27 +465,29 @@ class FollowUpTaskViewSet(
     mixins.CreateModelMixin,
     viewsets.GenericViewSet,
 ):
-    """Follow-up tasks (跟进任务). Operators see the tasks assigned to them; a new task is assigned to the
-    caller unless ``assignee`` says otherwise (managers only)."""
+    """Follow-up tasks (跟进任务). Operators see the tasks assigned to them; a new task goes to the
+    contact's owner unless ``assignee`` says otherwise (managers only), with the checks of the dashboard's
+    task forms (``campaigns.followups.follow_up_task_add``: posting the same open task again returns it).
+    ``complete`` takes an optional ``outcome``, which also goes on the contact's timeline."""
 
     serializer_class = s.FollowUpTaskSerializer
     filterset_class = FollowUpTaskFilterSet
-    ordering_fields = ["due_at", "created_at", "id"]
+    ordering_fields = ["due_at", "remind_at", "created_at", "id"]
     action_permissions = {"complete": ["campaigns.change_followuptask"]}
 
     def get_queryset(self):
-        return selectors.task_list(self.request.user)
+        return selectors.task_list(self.request.user).select_related("completed_by")
 
     def perform_create(self, serializer):
-        data = dict(serializer.validated_data)
-        data.setdefault("assignee", self.request.user)
-        task = services.follow_up_task_create(**data)
+        task = followups.follow_up_task_add(actor=self.request.user, **serializer.validated_data)
         serializer.instance = self.get_queryset().get(pk=task.pk)
 
-    @extend_schema(request=None, responses=s.FollowUpTaskSerializer)
+    @extend_schema(request=s.FollowUpTaskCompleteSerializer, responses=s.FollowUpTaskSerializer)
     @action(detail=True, methods=["post"])
     def complete(self, request, pk=None):
-        """Mark the task done (harmless when repeated)."""
-        task = services.follow_up_task_complete(task=self.get_object(), user=request.user)
+        """Mark the task done with an optional outcome (harmless when repeated: the first outcome stays)."""
+        task = self.get_object()
+        data = self._valid(s.FollowUpTaskCompleteSerializer)
+        task = followups.follow_up_task_finish(task=task, user=request.user, **data)
         task = self.get_queryset().get(pk=task.pk)
         return Response(s.FollowUpTaskSerializer(task, context=self.get_serializer_context()).data)

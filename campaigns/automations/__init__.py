@@ -15,17 +15,23 @@
   that the senders of ``campaigns.sending`` send with the same consent, cap and quiet-hour checks as
   broadcasts.
 
+* ``backfill``: the explicit “also apply to the contacts who match now” of switching one on
+  (``automation_backfill_count`` previews it, ``automation_set_active(apply_to_current=True)`` does it).
+
 Both periodic steps are set-based and harmless when beat runs them twice at once. Events before an
 automation's ``active_since`` never fire it: switching one on does not replay history. Follow-up tasks made
 by hand are written in ``campaigns.services``.
 """
 
+from .backfill import automation_backfill, automation_backfill_count
 from .runs import automation_runs_process
 from .services import AUTOMATION_EDITABLE_FIELDS, automation_create, automation_set_active, automation_update
 from .triggers import automation_scan, automations_scan
 
 __all__ = [
     "AUTOMATION_EDITABLE_FIELDS",
+    "automation_backfill",
+    "automation_backfill_count",
     "automation_create",
     "automation_runs_process",
     "automation_scan",

@@ -21,6 +21,7 @@ from contacts.models import Product, Tag
 from .. import content
 from ..models import Automation, AutomationRun, Medium, MessageTemplate, Segment
 from ..segments import segment_q
+from .backfill import automation_backfill
 from .triggers import PRODUCT_TRIGGERS
 
 User = get_user_model()
@@ -326,10 +327,15 @@ def automation_update(*, automation: Automation, **fields: Any) -> Automation:
     return automation
 
 
-def automation_set_active(*, automation: Automation, active: bool) -> Automation:
+def automation_set_active(*, automation: Automation, active: bool, apply_to_current: bool = False) -> Automation:
     """Switch an automation on (it fires for events from now on; it is validated again first, e.g. its
-    template may have been archived meanwhile) or off (its waiting runs are dropped). Idempotent."""
+    template may have been archived meanwhile) or off (its waiting runs are dropped). Idempotent.
+
+    ``apply_to_current`` (only when switching on, and only when asked: history is never replayed by
+    accident) also gives each contact the trigger's state holds for now one run, due at once
+    (``backfill.automation_backfill``); how many runs that wrote is ``automation.applied_to_current``."""
     now = timezone.now()
+    automation.applied_to_current = 0
     with transaction.atomic():
         locked = Automation.objects.select_for_update().get(pk=automation.pk)
         if active and not locked.is_active:
@@ -337,6 +343,9 @@ def automation_set_active(*, automation: Automation, active: bool) -> Automation
             Automation.objects.filter(pk=locked.pk).update(
                 is_active=True, active_since=now, scanned_until=None, updated_at=now
             )
+            if apply_to_current:
+                locked.refresh_from_db()
+                automation.applied_to_current = automation_backfill(locked, now=now)
         elif not active and locked.is_active:
             Automation.objects.filter(pk=locked.pk).update(is_active=False, updated_at=now)
             _switch_off(locked, now=now)

@@ -11,13 +11,14 @@ Each section of the campaigns dashboard is a module here: ``segments``, ``messag
 holds what they share.
 """
 
-from .automations import automation_create, automation_edit, automation_list, automation_toggle
+from .automations import automation_create, automation_edit, automation_list, automation_runs, automation_toggle
 from .broadcasts import (
     broadcast_approve,
     broadcast_cancel,
     broadcast_create,
     broadcast_detail,
     broadcast_edit,
+    broadcast_estimate,
     broadcast_list,
     broadcast_pending,
     broadcast_progress,
@@ -25,6 +26,7 @@ from .broadcasts import (
     broadcast_submit,
     outbox,
 )
+from .deliveries import broadcast_deliveries, contact_message, delivery_status
 from .message_templates import template_create, template_detail, template_edit, template_list
 from .policy import policy_edit
 from .segments import segment_count, segment_create, segment_edit, segment_list, segment_row_count
@@ -34,17 +36,22 @@ __all__ = [
     "automation_create",
     "automation_edit",
     "automation_list",
+    "automation_runs",
     "automation_toggle",
     "broadcast_approve",
     "broadcast_cancel",
     "broadcast_create",
+    "broadcast_deliveries",
     "broadcast_detail",
     "broadcast_edit",
+    "broadcast_estimate",
     "broadcast_list",
     "broadcast_pending",
     "broadcast_progress",
     "broadcast_reject",
     "broadcast_submit",
+    "contact_message",
+    "delivery_status",
     "outbox",
     "policy_edit",
     "segment_count",

@@ -1,5 +1,6 @@
-"""Broadcast pages (群发): the list, the approval queue, the editor, a broadcast's page with its live progress
-and results, the actions on it (submit, approve, reject, cancel); and the outbox.
+"""Broadcast pages (群发): the list, the approval queue, the editor with its live estimate of who will receive
+it and a preview for one recipient, a broadcast's page with its live progress (and what holds the waiting
+messages) and results, the actions on it (submit, approve, reject, cancel); and the outbox.
 """
 
 from __future__ import annotations
@@ -8,18 +9,20 @@ import datetime as dt
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.formats import date_format
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
-from .. import content, selectors, services
+from .. import content, policy, selectors, services
 from ..filtersets import BroadcastFilterSet, OutboxMessageFilterSet
 from ..forms import BroadcastForm, attach_service_errors, fit_broadcast_filters, fit_outbox_filters
-from ..models import Broadcast, Delivery
+from ..forms_sending import BroadcastEstimateForm
+from ..models import Broadcast, Delivery, Medium
 from .common import error_text, paginate, safe_next
 
 # Poll the progress every 2 s while sending or about to send; a broadcast due later is checked slowly.
@@ -141,6 +144,121 @@ def broadcast_edit(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "campaigns/broadcast_form.html", _broadcast_form_context(form, broadcast, request.user))
 
 
+# --- The editor's estimate and preview -------------------------------------------------------------
+
+
+def _estimate_author(request: HttpRequest):
+    """Whose contacts the broadcast reaches: the user's for a new one, its author's for one being edited."""
+    pk = request.POST.get("broadcast", "")
+    if pk.isdigit():
+        return get_object_or_404(selectors.broadcast_list(request.user), pk=int(pk)).created_by
+    return request.user
+
+
+def estimate_context(
+    *, author, rules, community_ids, template, variables, medium, send_at, defer=True, sample=None
+) -> dict:
+    """Who of the audience would receive the message (the planner's own checks counted by reason), whether
+    the quiet hours would hold it at ``send_at``, and the message as one recipient would read it: ``sample``
+    when given (one of ``user``'s contacts), else the first contact who would receive it."""
+    if rules is None and not community_ids:
+        return {"estimate_note": _("Choose a segment or a community to see who would receive it.")}
+    try:
+        audience = selectors.audience_contacts(author=author, rules=rules, community_ids=community_ids)
+    except ValidationError:
+        return {"estimate_note": _("The segment's conditions are not valid; fix them on the segment's page.")}
+    now = timezone.now()
+    is_marketing = not (template is not None and template.is_service)
+    estimate = policy.recipients_estimate(audience, medium=medium, is_marketing=is_marketing, now=now)
+    labels = dict(Delivery.Reason.choices)
+    medium_label = dict(Medium.choices).get(medium, medium)
+    rows = [
+        {
+            "reason": reason,
+            "label": labels[reason]
+            if reason != Delivery.Reason.NO_ADDRESS
+            else _("No address for %(medium)s") % {"medium": medium_label},
+            "count": n,
+        }
+        for reason, n in estimate["by_reason"].items()
+    ]
+    quiet_until = policy.quiet_hours_end(send_at or now, policy=policy.policy_get())
+    context = {
+        "estimate": estimate,
+        "estimate_rows": rows,
+        "quiet_until": quiet_until,
+        "quiet_defer": defer,
+        "send_later": send_at is not None,
+    }
+    if template is None:
+        return context
+    if sample is None:
+        checked = policy.recipients_checked(audience, medium=medium, is_marketing=is_marketing, now=now)
+        sample = checked.filter(d_reason="").select_related("owner").order_by("pk").first()
+        context["sample_is_first"] = True
+    else:
+        context["sample_outside"] = not audience.filter(pk=sample.pk).exists()
+    if sample is None:
+        return context
+    values = {key: value for key, value in (variables or {}).items() if str(value).strip()}
+    used = content.template_placeholders(template.body) | content.template_placeholders(template.subject or "")
+    context.update(
+        sample=sample,
+        sample_body=content.template_preview(template, sample, variables=values),
+        sample_subject=content.template_preview(template.subject, sample, variables=values) if template.subject else "",
+        sample_missing=sorted(name for name in used & content.VARIABLE_PLACEHOLDERS if name not in values),
+    )
+    return context
+
+
+@require_POST
+@login_required
+def broadcast_estimate(request: HttpRequest) -> HttpResponse:
+    """The editor's estimate and preview (htmx posts the form's fields as they change)."""
+    user = request.user
+    if not (user.has_perm("campaigns.add_broadcast") or user.has_perm("campaigns.change_broadcast")):
+        raise PermissionDenied
+    author = _estimate_author(request)
+    form = BroadcastEstimateForm(request.POST, user=user)
+    # A contact to preview for that matches nobody is shown by the preview's own field; the rest still counts.
+    problems = [
+        f"{form.fields[name].label or name}: {' '.join(errors)}"
+        for name, errors in form.errors.items()
+        if name != "sample"
+    ]
+    if problems:
+        return render(request, "campaigns/partials/broadcast_estimate.html", {"estimate_errors": problems})
+    data = form.cleaned_data
+    later = data.get("when") == BroadcastForm.LATER and data.get("scheduled_at")
+    context = estimate_context(
+        author=author,
+        rules=data["segment"].rules if data["segment"] is not None else None,
+        community_ids=[community.pk for community in data["communities"]],
+        template=data["template"],
+        variables=data["variables"],
+        medium=data["medium"],
+        send_at=data["scheduled_at"] if later else None,
+        defer=request.POST.get("defer_quiet_hours") in ("on", "true", "1"),
+        sample=data.get("sample"),
+    )
+    return render(request, "campaigns/partials/broadcast_estimate.html", {**context, "sample_form": form})
+
+
+# --- A broadcast's page -------------------------------------------------------------------------
+
+
+def _holds(data: dict) -> list[dict]:
+    """What holds the waiting messages, for the page: count, until when (with the date when not today)."""
+    today = timezone.localdate()
+    labels = dict(Delivery.Hold.choices)
+    holds = []
+    for hold in data.get("holds", []):
+        until = timezone.localtime(hold["until"])
+        text = date_format(until, "H:i" if until.date() == today else "m-d H:i")
+        holds.append({**hold, "label": labels.get(hold["hold"], hold["hold"]), "until_text": text})
+    return holds
+
+
 def _progress_context(request: HttpRequest, broadcast: Broadcast) -> dict:
     sent_or_over = broadcast.status in (Broadcast.Status.SENT, Broadcast.Status.CANCELLED)
     data = selectors.broadcast_results(broadcast) if sent_or_over else selectors.broadcast_progress(broadcast)
@@ -159,10 +277,14 @@ def _progress_context(request: HttpRequest, broadcast: Broadcast) -> dict:
     elif broadcast.status == Broadcast.Status.SCHEDULED:
         due_soon = broadcast.scheduled_at is None or broadcast.scheduled_at <= timezone.now() + DUE_SOON
         poll = POLL_SENDING if due_soon else POLL_SCHEDULED_LATER
+    holds = _holds(data)
     return {
         "broadcast": broadcast,
         "progress": data,
         "percent": data["percent"],
+        "holds": holds,
+        "due_now": data["pending"] - sum(hold["count"] for hold in holds),
+        "can_list_recipients": user.has_perm("campaigns.view_delivery") and data["targeted"] > 0,
         "suppressed": suppressed,
         "poll_seconds": poll,
         "show_results": sent_or_over and data["targeted"] > 0,
@@ -178,10 +300,24 @@ def _progress_context(request: HttpRequest, broadcast: Broadcast) -> dict:
 def broadcast_detail(request: HttpRequest, pk: int) -> HttpResponse:
     broadcast = get_object_or_404(selectors.broadcast_list(request.user), pk=pk)
     context = _progress_context(request, broadcast)
-    if broadcast.status in (Broadcast.Status.DRAFT, Broadcast.Status.PENDING_APPROVAL):
-        # Who would receive it if it went now: one count query over the live audience.
-        context["audience_now"] = selectors.broadcast_audience(broadcast).count()
     context["communities"] = list(broadcast.communities.all())
+    if broadcast.status in (Broadcast.Status.DRAFT, Broadcast.Status.PENDING_APPROVAL, Broadcast.Status.SCHEDULED):
+        # Who would receive it if it went now: the planner's checks over the live audience, counted by reason.
+        if broadcast.status != Broadcast.Status.SCHEDULED:
+            context["audience_now"] = selectors.broadcast_audience(broadcast).count()
+        context.update(
+            estimate_context(
+                author=broadcast.created_by,
+                # The rules planning will read: frozen at approval, else the segment's.
+                rules=selectors.broadcast_segment_rules(broadcast) if broadcast.segment_id else None,
+                community_ids=[community.pk for community in context["communities"]],
+                template=broadcast.template,
+                variables=broadcast.variables,
+                medium=broadcast.medium,
+                send_at=broadcast.scheduled_at if broadcast.status == Broadcast.Status.SCHEDULED else None,
+                defer=broadcast.defer_quiet_hours,
+            )
+        )
     return render(request, "campaigns/broadcast_detail.html", context)
 
 

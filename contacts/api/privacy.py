@@ -6,7 +6,7 @@ from __future__ import annotations
 from django.http import HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -29,7 +29,10 @@ class PersonalDataView(APIView):
     @extend_schema(
         summary="Everything held about one contact (PIPL access request)",
         parameters=[OpenApiParameter("as", str, enum=["json", "csv"], description="csv: one line per field")],
-        responses={200: OpenApiTypes.OBJECT},
+        responses={
+            (200, "application/json"): OpenApiTypes.OBJECT,
+            (200, "text/csv"): OpenApiResponse(OpenApiTypes.STR, description="?as=csv: one line per field."),
+        },
     )
     def get(self, request, pk: int) -> HttpResponse:
         contact = get_object_or_404(Contact.objects.visible_to(request.user), pk=pk)

@@ -21,6 +21,7 @@ from contacts.models import (
     Product,
     Purchase,
     PurchaseItem,
+    SavedView,
     Tag,
     TagGroup,
     Touchpoint,
@@ -328,6 +329,25 @@ class ExportJobSerializer(serializers.ModelSerializer):
         if job.status != ExportJob.Status.DONE:
             return None
         return reverse("exportjob-download", args=[job.pk], request=self.context.get("request"))
+
+
+class SavedViewSerializer(SafeSerializerMixin, serializers.ModelSerializer):
+    """A saved view of the contact list (the caller's own): its name, the list's filters as a query string
+    (checked against the list's filters when saved) and whether a manager shared it with the team.
+    ``contacts_url`` lists its contacts through the API."""
+
+    contacts_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = SavedView
+        fields = ["id", "name", "query", "shared", "contacts_url", "created_at", "updated_at"]
+        read_only_fields = ["id", "contacts_url", "created_at", "updated_at"]
+        # Unique per owner: the service says so, naming the field (the owner is the caller, not an input).
+        validators = []
+
+    def get_contacts_url(self, view) -> str:
+        url = reverse("contact-list", request=self.context.get("request"))
+        return f"{url}?{view.query}" if view.query else url
 
 
 class ImportJobSerializer(SafeSerializerMixin, serializers.ModelSerializer):

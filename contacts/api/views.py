@@ -19,6 +19,7 @@ from rest_framework.response import Response
 from contacts import selectors, services
 from contacts.filtersets import ContactFilterSet, PurchaseFilterSet, TouchpointFilterSet
 from contacts.models import Channel, ChannelSpend, Contact, ExportJob, ImportJob, Product, Tag, TagGroup
+from contacts.saved_views import saved_view_create, saved_view_delete, saved_view_update, saved_views_owned
 from scrm.audit import Action, audit
 from scrm.exceptions import ConflictError
 
@@ -256,6 +257,43 @@ class ExportJobViewSet(viewsets.ReadOnlyModelViewSet):
             raise Http404
         audit(Action.EXPORT_DOWNLOADED, actor=request.user, target=job, count=job.written_rows)
         return FileResponse(job.file.open("rb"), as_attachment=True, filename=job.filename, content_type="text/csv")
+
+
+class SavedViewViewSet(viewsets.ModelViewSet):
+    """The caller's saved views of the contact list (我的视图): a name and the list's filters as a query
+    string, checked against the list's filters on every write (a bad filter is a 400 naming it). Each user
+    sees and changes only their own; ``shared`` (managers only) shows a view to the team in the dashboard.
+    Another user's view answers 404, like an unknown id."""
+
+    serializer_class = s.SavedViewSerializer
+    # A personal preference of whoever may read the contact list.
+    action_permissions = {
+        action: ["contacts.view_contact"]
+        for action in ("list", "retrieve", "create", "update", "partial_update", "destroy")
+    }
+
+    def get_queryset(self):
+        return saved_views_owned(self.request.user).order_by("name", "id")
+
+    # Django ValidationErrors from the services answer 400 naming the field (scrm.api.exception_handler).
+    def perform_create(self, serializer):
+        data = serializer.validated_data
+        serializer.instance = saved_view_create(
+            owner=self.request.user, name=data["name"], query=data["query"], shared=data.get("shared", False)
+        )
+
+    def perform_update(self, serializer):
+        data = serializer.validated_data
+        serializer.instance = saved_view_update(
+            view=serializer.instance,
+            actor=self.request.user,
+            name=data.get("name"),
+            query=data.get("query"),
+            shared=data.get("shared"),
+        )
+
+    def perform_destroy(self, instance):
+        saved_view_delete(view=instance, actor=self.request.user)
 
 
 class ReferencedDeleteMixin:

@@ -31,6 +31,9 @@ from .rows import contact_csv_chunks
 
 logger = logging.getLogger(__name__)
 
+# Holders see (and export) whole phone numbers; everyone else's files mask them as the list pages do.
+FULL_PHONES_PERMISSION = "contacts.export_full_phones"
+
 # A job QUEUED this long lost its enqueue (a crash between commit and ``on_commit``): enqueued again.
 REQUEUE_AFTER = dt.timedelta(minutes=10)
 # A job RUNNING this long lost its worker: the task's hard time limit is far lower.
@@ -115,6 +118,10 @@ def export_job_run(*, job_id: int) -> ExportJob | None:
     except ValidationError as exc:
         export_job_fail(job_id=job_id, message=" ".join(exc.messages))
         return ExportJob.objects.get(pk=job_id)
+    # Decided now, when the file is written, from the permission the user holds now (like the export
+    # permission above): a permission taken away while the job waited in the queue is honoured. The job's
+    # message records which it was.
+    masked = not user.has_perm(FULL_PHONES_PERMISSION)
 
     storage = ExportJob._meta.get_field("file").storage
     name = storage.get_available_name(f"exports/{now:%Y/%m}/{uuid.uuid4().hex}.csv")
@@ -126,7 +133,8 @@ def export_job_run(*, job_id: int) -> ExportJob | None:
         jobs.update(total_rows=total)
         written = 0
         with open(part, "w", encoding="utf-8", newline="") as out:
-            for text, count in contact_csv_chunks(queryset):
+            rows = contact_csv_chunks(queryset, mask_phones=True) if masked else contact_csv_chunks(queryset)
+            for text, count in rows:
                 out.write(text)
                 if count:
                     written += count
@@ -147,6 +155,10 @@ def export_job_run(*, job_id: int) -> ExportJob | None:
             return ExportJob.objects.get(pk=job_id)
         raise
     message = _("%(rows)s contacts written.") % {"rows": written}
+    if masked:
+        message += " " + _("Phone numbers are masked (138****5678), as on the list pages.")
+    else:
+        message += " " + _("Phone numbers are complete.")
     if written != total:
         message += " " + _(
             "%(total)s matched when the export started; the list changed while it was being written."

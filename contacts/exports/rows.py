@@ -12,6 +12,7 @@ from scrm.csv_writer import Text, csv_chunks
 
 from ..imports import CONTACT_COLUMNS
 from ..models import Contact, ContactTag
+from ..phones import mask_phone
 
 EXPORT_CHUNK = 2000
 
@@ -55,18 +56,23 @@ def _tags_by_contact(contact_ids: list[int]) -> dict[int, str]:
     return {contact_id: "|".join(names) for contact_id, names in tags.items()}
 
 
-def contact_csv_rows(queryset: QuerySet[Contact], *, chunk_size: int = EXPORT_CHUNK) -> Iterator[str]:
+def contact_csv_rows(
+    queryset: QuerySet[Contact], *, chunk_size: int = EXPORT_CHUNK, mask_phones: bool = False
+) -> Iterator[str]:
     """Yield the contacts of ``queryset`` as CSV text: a UTF-8 BOM and the header first (so that Excel
     reads the Chinese text right), then one piece per chunk of contacts."""
-    for text, _count in contact_csv_chunks(queryset, chunk_size=chunk_size):
+    for text, _count in contact_csv_chunks(queryset, chunk_size=chunk_size, mask_phones=mask_phones):
         yield text
 
 
-def contact_csv_chunks(queryset: QuerySet[Contact], *, chunk_size: int = EXPORT_CHUNK) -> Iterator[tuple[str, int]]:
+def contact_csv_chunks(
+    queryset: QuerySet[Contact], *, chunk_size: int = EXPORT_CHUNK, mask_phones: bool = False
+) -> Iterator[tuple[str, int]]:
     """``contact_csv_rows`` with the number of contacts in each piece (0 for the header).
 
     Walks the queryset by primary key (keyset pagination: no long-open cursor, constant memory) with two
-    queries per chunk, the contacts and their tags. Contacts come out in id order."""
+    queries per chunk, the contacts and their tags. Contacts come out in id order. With ``mask_phones`` the
+    phone column holds what the list pages show (``138****5678``, ``contacts.phones.mask_phone``)."""
     yield "".join(csv_chunks([list(CONTACT_COLUMNS)])), 0
     queryset = queryset.order_by("pk")
     last_pk = 0
@@ -76,17 +82,18 @@ def contact_csv_chunks(queryset: QuerySet[Contact], *, chunk_size: int = EXPORT_
             return
         last_pk = rows[-1][0]
         tags = _tags_by_contact([row[0] for row in rows])
-        yield "".join(csv_chunks((_cells(row, tags) for row in rows), bom=False)), len(rows)
+        yield "".join(csv_chunks((_cells(row, tags, mask_phones) for row in rows), bom=False)), len(rows)
         if len(rows) < chunk_size:
             return
 
 
-def _cells(row: tuple, tags: dict[int, str]) -> list[str]:
+def _cells(row: tuple, tags: dict[int, str], mask_phones: bool = False) -> list[str]:
     """One contact as the cells of the import columns, in their order."""
     record = dict(zip(_FIELDS, row, strict=True))
+    phone = record["phone"] or ""
     values = {
         "external_id": record["external_id"] or "",
-        "phone": record["phone"] or "",
+        "phone": mask_phone(phone) if mask_phones else phone,
         "name": record["name"],
         "email": record["email"],
         "gender": record["gender"],

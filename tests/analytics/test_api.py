@@ -489,6 +489,15 @@ def test_reports_are_read_only(manager_api):
     assert manager_api.post(f"{API}kpis/", {}).status_code == 405
 
 
+@pytest.mark.parametrize("endpoint", ENDPOINTS)
+def test_options_describes_a_report_in_json_also_when_csv_is_asked_for(manager_api, endpoint):
+    # The CSV renderer took the description for a table: 500 (found by tests/test_schema_fuzz.py).
+    response = manager_api.options(f"{API}{endpoint}/?format=csv")
+    assert response.status_code == 200
+    assert response["Content-Type"] == "application/json"
+    assert "text/csv" in response.json()["renders"]
+
+
 # --- OpenAPI ---------------------------------------------------------------------------------------
 
 

@@ -13,6 +13,7 @@ from campaigns.models import MessageTemplate
 from contacts.api.serializers import UserSummarySerializer
 from contacts.models import Channel, Tag
 from contacts.selectors import staff_users
+from scrm.openapi import ReadOnlyFieldsMixin
 
 from ..models import CallbackEvent, FollowRelationship, LiveCode, LiveCodeStaff, StaffAccount, SyncRun
 from ..selectors import sync_run_progress
@@ -23,7 +24,7 @@ User = get_user_model()
 # --- Staff accounts -------------------------------------------------------------------------------
 
 
-class StaffAccountSerializer(serializers.ModelSerializer):
+class StaffAccountSerializer(ReadOnlyFieldsMixin, serializers.ModelSerializer):
     """A WeCom member and the user who works as them. Only ``user`` can be changed (PATCH, managers): an
     active staff user, or ``null``; one user works as one member."""
 
@@ -58,7 +59,7 @@ class StaffAccountUserSerializer(serializers.Serializer):
 # --- Live codes -----------------------------------------------------------------------------------
 
 
-class PoolMemberSerializer(serializers.ModelSerializer):
+class PoolMemberSerializer(ReadOnlyFieldsMixin, serializers.ModelSerializer):
     staff_userid = serializers.CharField(source="staff.userid", read_only=True)
     staff_name = serializers.CharField(source="staff.name", read_only=True)
 
@@ -89,7 +90,7 @@ class AttachmentListField(serializers.JSONField):
     ``image`` and ``miniprogram`` as WeCom takes them)."""
 
 
-class LiveCodeSerializer(serializers.ModelSerializer):
+class LiveCodeSerializer(ReadOnlyFieldsMixin, serializers.ModelSerializer):
     """A channel live code (渠道活码). ``figures`` count the contacts the caller may see; ``cost_per_add`` is
     null when the channel has no spend recorded, never 0."""
 
@@ -157,7 +158,7 @@ class LiveCodeInputSerializer(serializers.Serializer):
 # --- Follow relationships, callbacks, sync runs ----------------------------------------------------
 
 
-class FollowRelationshipSerializer(serializers.ModelSerializer):
+class FollowRelationshipSerializer(ReadOnlyFieldsMixin, serializers.ModelSerializer):
     """One staff member following one customer; ``active`` until either side deletes the other."""
 
     contact_name = serializers.CharField(source="contact.name", read_only=True)
@@ -192,7 +193,7 @@ class FollowRelationshipSerializer(serializers.ModelSerializer):
         return follow.deleted_at is None
 
 
-class CallbackEventSerializer(serializers.ModelSerializer):
+class CallbackEventSerializer(ReadOnlyFieldsMixin, serializers.ModelSerializer):
     """One verified WeCom callback in the inbox, with its processing status."""
 
     class Meta:
@@ -212,7 +213,7 @@ class CallbackEventSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class SyncRunSerializer(serializers.ModelSerializer):
+class SyncRunSerializer(ReadOnlyFieldsMixin, serializers.ModelSerializer):
     """One full sync: follow users, their customers, corp tags. ``progress`` is the members read so far."""
 
     started_by = UserSummarySerializer(read_only=True)

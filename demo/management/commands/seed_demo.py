@@ -28,6 +28,11 @@ class Command(BaseCommand):
             "--purchases-per-contact", type=float, default=3.0, help="Purchases per contact on average (default 3)."
         )
         parser.add_argument(
+            "--no-scores",
+            action="store_true",
+            help="Do not score the contacts after seeding (RFM layers and predicted CLV wait for the nightly run).",
+        )
+        parser.add_argument(
             "--touchpoints-per-contact",
             type=float,
             default=10.0,
@@ -60,6 +65,7 @@ class Command(BaseCommand):
             seed=options["seed"],
             purchases_per_contact=options["purchases_per_contact"],
             touchpoints_per_contact=options["touchpoints_per_contact"],
+            score=not options["no_scores"],
             log=self.stdout.write,
         )
         total = time.perf_counter() - started
