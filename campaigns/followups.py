@@ -24,7 +24,7 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Case, Count, DateTimeField, Exists, F, OuterRef, Q, QuerySet, Value, When
 from django.db.models.functions import Cast
 from django.utils import timezone
@@ -171,9 +171,8 @@ def follow_up_tasks_create(
                     "contact_id": F("pk"),
                     "title": Value(values["title"]),
                     "note": Value(values["note"]),
-                    # Cast: a bare NULL in the SELECT list is of type text to PostgreSQL.
-                    "due_at": Cast(Value(values["due_at"]), DateTimeField()),
-                    "remind_at": Cast(Value(values["remind_at"]), DateTimeField()),
+                    "due_at": _datetime_value(values["due_at"]),
+                    "remind_at": _datetime_value(values["remind_at"]),
                     "status": Value(FollowUpTask.Status.OPEN),
                     "outcome": Value(""),
                     "created_by_id": Value(actor.pk),
@@ -306,6 +305,14 @@ def follow_up_reminders_mark(*, now: dt.datetime | None = None) -> int:
 
 
 # --- Erasure -----------------------------------------------------------------------------------------
+
+
+def _datetime_value(value):
+    """A datetime (or NULL) in an INSERT … SELECT list. PostgreSQL types a bare NULL there as text, so it is
+    cast; SQLite's CAST would cut the microseconds, so there the value goes as it is."""
+    if connection.vendor == "postgresql":
+        return Cast(Value(value), DateTimeField())
+    return Value(value, output_field=DateTimeField())
 
 
 # --- Reads for the task pages ------------------------------------------------------------------------

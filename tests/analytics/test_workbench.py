@@ -367,7 +367,7 @@ def test_counts_have_thousands_separators(operator, clock):
 
 
 def test_empty_blocks_say_what_they_mean(operator, clock):
-    text = client_for(operator).get("/").content.decode()
+    text = client_for(operator).get("/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
     for testid in ("wb-tasks-empty", "wb-new-empty", "wb-birthdays-empty", "wb-ended-empty", "wb-quiet-empty"):
         assert f'data-testid="{testid}"' in text, testid
     assert "No follow-ups due today" in text

@@ -11,12 +11,9 @@ import datetime as dt
 import re
 import zoneinfo
 from decimal import Decimal
-from pathlib import Path
 
-import polib
 import pytest
 from django.conf import settings
-from django.utils import translation
 from playwright.sync_api import expect
 
 from analytics.workbench.week import WorkWeek
@@ -40,22 +37,6 @@ COLLECT_VIOLATIONS = """
 window.__cspViolations = [];
 document.addEventListener("securitypolicyviolation", (e) => window.__cspViolations.push(e.violatedDirective));
 """
-
-
-PROPOSED_TRANSLATIONS = Path(__file__).with_name("workbench_zh_hans.po")
-
-
-@pytest.fixture(autouse=True)
-def proposed_translations(settings, tmp_path):
-    """The workbench's new msgids in Chinese: the main catalogue's once it has them, until then the
-    proposed ones (``workbench_zh_hans.po``, compiled here; locale/ is the integrator's to change)."""
-    with translation.override("zh-hans"):
-        if translation.gettext("Workbench") != "Workbench":
-            return
-    messages = tmp_path / "locale" / "zh_Hans" / "LC_MESSAGES"
-    messages.mkdir(parents=True)
-    polib.pofile(str(PROPOSED_TRANSLATIONS)).save_as_mofile(str(messages / "django.mo"))
-    settings.LOCALE_PATHS = [str(tmp_path / "locale"), *settings.LOCALE_PATHS]
 
 
 def at(month: int, day: int, hour: int = 10, minute: int = 0) -> dt.datetime:
